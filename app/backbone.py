@@ -1,0 +1,183 @@
+"""A backbone bundle: the frozen speech encoder (dense model + k-means) and the unit LM, from one folder.
+
+Like a torchaudio pipeline bundle, one object knows its sample rate, how to build its parts and load their weights,
+and a fingerprint of those weights that prompts record so they only load on the backbone they were trained for.
+
+Folder layout: ``config.json`` (id, sample rate, dense model, quantizer, LM config), ``encoder.safetensors``
+(``dense.*`` weights and ``centroids``), ``lm.safetensors`` (unit LM weights), ``MODEL_CARD.md``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from .dense import build_dense
+from .lm import UnitLM, UnitLMConfig
+from .units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, SpeechEncoder
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BACKBONE_DIR = ROOT / "assets" / "backbone"
+BACKBONE_ENV = "SPEECHPROMPT_BACKBONE"
+
+
+class BackboneError(ValueError):
+    """A backbone folder that cannot be loaded, with a message saying why."""
+
+
+def default_backbone_dir() -> Path:
+    """The folder named by $SPEECHPROMPT_BACKBONE, else the embedded default in assets/backbone."""
+    return Path(os.environ.get(BACKBONE_ENV) or DEFAULT_BACKBONE_DIR)
+
+
+@dataclass
+class Backbone:
+    """Frozen encoder + unit LM; everything else asks this object for sample rate, vocabulary and fingerprint."""
+
+    id: str
+    encoder: SpeechEncoder
+    lm: UnitLM
+    config: dict[str, Any]
+    folder: Path | None = None
+    sample_rate: int = 16_000
+
+    def __post_init__(self) -> None:
+        for module in (self.encoder, self.lm):
+            module.eval()
+            module.requires_grad_(False)
+        self.fingerprint = self._fingerprint()
+
+    @property
+    def n_units(self) -> int:
+        return self.encoder.n_units
+
+    def _fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
+        for prefix, module in (("encoder", self.encoder), ("lm", self.lm)):
+            for name, t in sorted(module.state_dict().items()):
+                h.update(f"{prefix}.{name}:{tuple(t.shape)}".encode())
+                h.update(t.detach().float().contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    @classmethod
+    def build(cls, config: dict[str, Any], centroids: torch.Tensor, folder: Path | None = None) -> "Backbone":
+        """Assemble a backbone from its config (weights random until loaded)."""
+        dense = build_dense(config["dense"])
+        encoder = SpeechEncoder(dense, centroids, feature_norm=config.get("quantizer", {}).get("feature_norm", "none"))
+        lm = UnitLM(UnitLMConfig(**config["lm"]))
+        if lm.config.vocab_size != encoder.n_units + 1:
+            raise BackboneError(f"LM vocabulary {lm.config.vocab_size} != {encoder.n_units} units + end token.")
+        return cls(id=config["id"], encoder=encoder, lm=lm, config=config, folder=folder,
+                   sample_rate=int(config.get("sample_rate", 16_000)))
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None) -> "Backbone":
+        """Load a backbone folder (default: $SPEECHPROMPT_BACKBONE or assets/backbone)."""
+        folder = Path(folder) if folder is not None else default_backbone_dir()
+        cfg_path = folder / "config.json"
+        if not cfg_path.is_file():
+            raise BackboneError(f"No backbone at {folder} (config.json missing). Rebuild it with recipes/backbone.py.")
+        try:
+            config = json.loads(cfg_path.read_text(encoding="utf-8"))
+            enc = load_file(str(folder / "encoder.safetensors"))
+            lm_state = load_file(str(folder / "lm.safetensors"))
+        except (OSError, json.JSONDecodeError, SafetensorError) as exc:
+            raise BackboneError(f"Could not load the backbone at {folder}: {exc}") from None
+        return cls._assemble(config, enc, lm_state, folder)
+
+    @classmethod
+    def _assemble(cls, config: dict, enc: dict[str, torch.Tensor], lm_state: dict[str, torch.Tensor],
+                  folder: Path | None) -> "Backbone":
+        if "centroids" not in enc:
+            raise BackboneError("encoder.safetensors has no 'centroids' tensor.")
+        centroids = enc.pop("centroids").float()
+        dense_state = {k[len("dense."):]: v.float() for k, v in enc.items() if k.startswith("dense.")}
+        bb = cls.build(config, centroids, folder)
+        try:
+            bb.encoder.dense.load_state_dict(dense_state, strict=True)
+            bb.lm.load_state_dict({k: v.float() for k, v in lm_state.items()}, strict=True)
+        except RuntimeError as exc:
+            raise BackboneError(f"Backbone weights do not match its config: {str(exc)[:300]}") from None
+        bb.fingerprint = bb._fingerprint()
+        return bb
+
+    def save(self, folder: str | Path, dense_dtype: torch.dtype = torch.float32) -> Path:
+        """Write config.json + encoder.safetensors + lm.safetensors (the dense model may be stored as fp16)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad():  # keep in memory exactly what is stored, so the fingerprint survives a reload
+            for t in self.encoder.dense.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.to(dense_dtype).float())
+        self.fingerprint = self._fingerprint()
+        enc = {f"dense.{k}": v.to(dense_dtype).contiguous() for k, v in self.encoder.dense.state_dict().items()
+               if v.is_floating_point()}
+        enc["centroids"] = self.encoder.centroids.contiguous()
+        save_file(enc, str(folder / "encoder.safetensors"))
+        save_file({k: v.contiguous() for k, v in self.lm.state_dict().items()}, str(folder / "lm.safetensors"))
+        (folder / "config.json").write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+        self.folder = folder
+        return folder
+
+    def bytes_on_disk(self) -> int:
+        if self.folder is None:
+            return 0
+        return sum((self.folder / f).stat().st_size for f in ("config.json", "encoder.safetensors", "lm.safetensors")
+                   if (self.folder / f).exists())
+
+    def describe(self) -> dict[str, Any]:
+        """A summary for `python -m app info` and the UI."""
+        lm_cfg = self.lm.config
+        enc_params = sum(p.numel() for p in self.encoder.dense.parameters()) + self.encoder.centroids.numel()
+        return {
+            "id": self.id,
+            "fingerprint": self.fingerprint,
+            "sample_rate": self.sample_rate,
+            "dense_model": self.config["dense"]["kind"],
+            "n_units": self.n_units,
+            "vocab_size": lm_cfg.vocab_size,
+            "layers": lm_cfg.n_layer,
+            "heads": lm_cfg.n_head,
+            "width": lm_cfg.n_embd,
+            "block_size": lm_cfg.block_size,
+            "prosody_streams": {"duration_buckets": lm_cfg.n_duration, "pitch_buckets": lm_cfg.n_pitch},
+            "lm_params": self.lm.num_params(),
+            "encoder_params": enc_params,
+            "parameter_count": self.lm.num_params() + enc_params,
+            "bytes_on_disk": self.bytes_on_disk(),
+            "folder": str(self.folder) if self.folder else None,
+        }
+
+
+def tiny_config(n_units: int = 16, n_embd: int = 32, n_layer: int = 2, n_head: int = 2) -> dict[str, Any]:
+    """Config of a tiny backbone for tests and quick experiments."""
+    return {
+        "id": f"tiny-logmel{n_units}-lm{n_layer}x{n_embd}",
+        "sample_rate": 16_000,
+        "dense": {"kind": "logmel", "n_mels": 20, "context": 1},
+        "quantizer": {"n_units": n_units, "feature_norm": "none"},
+        "lm": UnitLMConfig(vocab_size=n_units + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=256,
+                           n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS).to_dict(),
+    }
+
+
+def tiny_backbone(seed: int = 0, n_units: int = 16, **lm_kwargs: int) -> Backbone:
+    """A tiny deterministic backbone built in well under a second: log-mel features, centroids taken from
+    frames of a fixed synthetic signal, a randomly initialised LM. For tests, not for accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    config = tiny_config(n_units, **lm_kwargs)
+    dense = build_dense(config["dense"])
+    t = torch.arange(32_000) / 16_000
+    signal = torch.sin(2 * torch.pi * (200 + 1500 * t) * t) + 0.3 * torch.randn(t.shape, generator=g)
+    feats = dense(signal)
+    centroids = feats[torch.randperm(feats.shape[0], generator=g)[:n_units]].clone()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Backbone.build(config, centroids)

@@ -1,0 +1,222 @@
+"""Command line: ``python -m app {tasks,info,predict,eval,train,bench}``; ``--json`` for machines.
+
+Errors end with a non-zero exit and one clear line on stderr (a traceback only with ``--debug``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .audio import AudioError
+from .backbone import Backbone, BackboneError
+from .data import DataError, list_labelled
+from .engine import DEFAULT_PROMPTS_DIR, Engine
+from .metrics import summary
+from .prompts import PromptConfig, PromptError, TaskInfo, check_task_id, save_prompt
+
+USER_ERRORS = (AudioError, BackboneError, DataError, PromptError, FileNotFoundError, ValueError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--backbone", help="backbone folder (default: $SPEECHPROMPT_BACKBONE or assets/backbone)")
+    common.add_argument("--prompts", default=str(DEFAULT_PROMPTS_DIR), help="folder of task prompts")
+    p = argparse.ArgumentParser(prog="python -m app", description="SpeechPrompt v2 on a frozen speech unit LM.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("tasks", parents=[common], help="list the task prompts")
+    sub.add_parser("info", parents=[common], help="describe the backbone")
+    pr = sub.add_parser("predict", parents=[common], help="classify audio files with a task prompt")
+    pr.add_argument("--task", required=True)
+    pr.add_argument("files", nargs="+")
+    ev = sub.add_parser("eval", parents=[common], help="accuracy of a task prompt on a labelled folder")
+    ev.add_argument("--task", required=True)
+    ev.add_argument("--data", required=True, help="folder with one sub-folder per label, or a path,label CSV")
+    tr = sub.add_parser("train", parents=[common], help="train a task prompt (the LM stays frozen)")
+    tr.add_argument("--task", required=True, help="task id (folder name)")
+    tr.add_argument("--data", required=True, help="folder with one sub-folder per label, or a path,label CSV")
+    tr.add_argument("--out", required=True, help="output folder, e.g. prompts/NAME")
+    tr.add_argument("--prompt-length", type=int, default=5)
+    tr.add_argument("--verbalizer", choices=["learnable", "freq", "random"], default="learnable")
+    tr.add_argument("--shallow", action="store_true", help="input prompt only, no deep prompt (SpeechPrompt v1)")
+    tr.add_argument("--epochs", type=int, default=40)
+    tr.add_argument("--lr", type=float, default=5e-3)
+    tr.add_argument("--batch-size", type=int, default=32)
+    tr.add_argument("--val-fraction", type=float, default=0.15)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--title", default="")
+    tr.add_argument("--description", default="")
+    bench = sub.add_parser("bench", parents=[common], help="latency, batching, training speed and memory figures")
+    bench.add_argument("--repeats", type=int, default=30)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except USER_ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line, unless --debug
+        if args.debug:
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --debug for details)", file=sys.stderr)
+        return 1
+
+
+def _emit(args, obj: Any, text: str) -> None:
+    print(json.dumps(obj, ensure_ascii=False) if args.json else text)
+
+
+def cmd_tasks(args) -> int:
+    engine = Engine.load(args.backbone, args.prompts)
+    rows = []
+    for t in engine.tasks:
+        p = engine.prompts[t]
+        rows.append({"task": t, "title": p.info.title, "labels": p.labels, "trainable_params": p.num_trainable(),
+                     "metrics": p.info.metrics})
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+    else:
+        lm_params = engine.backbone.lm.num_params()
+        print(f"{len(rows)} task prompts on backbone {engine.backbone.id} (frozen LM: {lm_params:,} parameters)")
+        for r in rows:
+            acc = r["metrics"].get("test_accuracy")
+            acc_s = f"  test acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+            print(f"  {r['task']:<14} {len(r['labels']):>3} labels  {r['trainable_params']:>7,} trainable{acc_s}  "
+                  f"{r['title']}")
+    for name, why in engine.skipped.items():
+        print(f"warning: skipped prompt {name}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(args) -> int:
+    d = Backbone.load(args.backbone).describe()
+    text = "\n".join(f"{k:>16}: {v}" for k, v in d.items())
+    _emit(args, d, text)
+    return 0
+
+
+def cmd_predict(args) -> int:
+    engine = Engine.load(args.backbone, args.prompts)
+    engine.get(args.task)
+    failures = 0
+    for f in args.files:
+        try:
+            a = engine.analyze(f, [args.task])
+        except AudioError as exc:
+            failures += 1
+            print(f"error: {f}: {exc}", file=sys.stderr)
+            continue
+        pred = a.predictions[0]
+        obj = {"file": f, "task": args.task, "label": pred.label, "probs": pred.probs_dict(),
+               "units": a.units.ids.tolist(), "durations": a.units.durations.tolist()}
+        top = sorted(obj["probs"].items(), key=lambda kv: -kv[1])[:3]
+        notes = "".join(f"\n  note: {n}" for n in a.notices)
+        _emit(args, obj, f"{f}: {pred.label}  ({', '.join(f'{k} {v:.2f}' for k, v in top)}; "
+                         f"{len(a.units)} units){notes}")
+    return 1 if failures else 0
+
+
+def _encode_all(engine: Engine, items: list[tuple[Path, str]], quiet: bool):
+    from tqdm import tqdm
+
+    units, kept, errors = [], [], []
+    for path, label in tqdm(items, desc="encoding", disable=quiet, file=sys.stderr):
+        try:
+            units.append(engine.encode(path)[1])
+            kept.append(label)
+        except AudioError as exc:
+            errors.append(f"{path}: {exc}")
+    for e in errors[:5]:
+        print(f"warning: skipped {e}", file=sys.stderr)
+    if len(errors) > 5:
+        print(f"warning: skipped {len(errors) - 5} more files", file=sys.stderr)
+    return units, kept
+
+
+def cmd_eval(args) -> int:
+    engine = Engine.load(args.backbone, args.prompts)
+    prompt = engine.get(args.task)
+    items = list_labelled(args.data)
+    unknown = sorted({lab for _, lab in items} - set(prompt.labels))
+    if unknown:
+        raise DataError(f"labels {unknown} in {args.data} are not labels of task {args.task!r}: {prompt.labels}")
+    units, labels = _encode_all(engine, items, args.json)
+    from .tuning import predict_proba, prompt_logits_fn
+
+    probs = predict_proba(prompt_logits_fn(engine.backbone.lm, prompt), units)
+    y_true = [prompt.labels.index(lab) for lab in labels]
+    y_pred = probs.argmax(1).tolist()
+    out = {"task": args.task, **summary(y_true, y_pred, prompt.labels)}
+    text = f"{args.task}: n={out['n']} accuracy={out['accuracy']:.4f} macro_f1={out['macro_f1']:.4f}"
+    _emit(args, out, text)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    from .tuning import TrainConfig, new_prompt, stratified_split, train_prompt
+
+    check_task_id(args.task)
+    engine = Engine(Backbone.load(args.backbone))
+    items = list_labelled(args.data)
+    labels = sorted({lab for _, lab in items})
+    if len(labels) < 2:
+        raise DataError(f"{args.data} has only {len(labels)} label(s); a classifier needs at least 2.")
+    units, kept = _encode_all(engine, items, args.json)
+    y = [labels.index(lab) for lab in kept]
+    tr_idx, va_idx = stratified_split(y, args.val_fraction, args.seed)
+    train = [(units[i], y[i]) for i in tr_idx]
+    val = [(units[i], y[i]) for i in va_idx]
+    info = TaskInfo(id=args.task, labels=labels, title=args.title or args.task, description=args.description,
+                    training_data=f"{len(train)} training / {len(val)} validation clips from {args.data}")
+    config = PromptConfig(prompt_length=args.prompt_length, deep=not args.shallow, verbalizer=args.verbalizer)
+    lm = engine.backbone.lm
+    prompt = new_prompt(lm, info, config, [u for u, _ in train], args.seed)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    bar = tqdm(total=args.epochs, desc="training", disable=args.json, file=sys.stderr)
+
+    def progress(row: dict) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", train=f"{row['train_acc']:.2f}",
+                        val="-" if row["val_acc"] is None else f"{row['val_acc']:.2f}")
+
+    result = train_prompt(lm, prompt, train, val or None, cfg, progress)
+    bar.close()
+    info.metrics = {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
+                    "epochs_run": len(result.history), "best_epoch": result.best_epoch,
+                    "train_seconds": round(result.seconds, 1)}
+    out = save_prompt(prompt, args.out, engine.backbone.id, engine.backbone.fingerprint)
+    obj = {"task": args.task, "out": str(out), "labels": labels, "trainable_params": prompt.num_trainable(),
+           **info.metrics}
+    _emit(args, obj, f"saved {out} ({prompt.num_trainable():,} trainable parameters); train acc "
+                     f"{result.train_acc:.3f}, val acc {result.best_val_acc}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    obj = run_bench(args.backbone, args.prompts, repeats=args.repeats)
+    _emit(args, obj, "\n".join(f"{k:>32}: {v}" for k, v in obj.items()))
+    return 0
+
+
+COMMANDS = {"tasks": cmd_tasks, "info": cmd_info, "predict": cmd_predict, "eval": cmd_eval, "train": cmd_train,
+            "bench": cmd_bench}
