@@ -37,6 +37,21 @@ def default_backbone_dir() -> Path:
     return Path(os.environ.get(BACKBONE_ENV) or DEFAULT_BACKBONE_DIR)
 
 
+def weights_fingerprint(config: dict[str, Any], modules: dict[str, torch.nn.Module]) -> str:
+    """First 16 hex digits of a SHA-256 over the config and every tensor of ``modules`` (float32 bytes)."""
+    h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for prefix, module in modules.items():
+        for name, t in sorted(module.state_dict().items()):
+            h.update(f"{prefix}.{name}:{tuple(t.shape)}".encode())
+            h.update(t.detach().float().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def encoder_fingerprint(config: dict[str, Any], encoder: SpeechEncoder) -> str:
+    part = {"dense": config["dense"], "quantizer": config.get("quantizer", {})}
+    return weights_fingerprint(part, {"encoder": encoder})
+
+
 @dataclass
 class Backbone:
     """Frozen encoder + unit LM; everything else asks this object for sample rate, vocabulary and fingerprint."""
@@ -59,12 +74,12 @@ class Backbone:
         return self.encoder.n_units
 
     def _fingerprint(self) -> str:
-        h = hashlib.sha256(json.dumps(self.config, sort_keys=True).encode())
-        for prefix, module in (("encoder", self.encoder), ("lm", self.lm)):
-            for name, t in sorted(module.state_dict().items()):
-                h.update(f"{prefix}.{name}:{tuple(t.shape)}".encode())
-                h.update(t.detach().float().contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return weights_fingerprint(self.config, {"encoder": self.encoder, "lm": self.lm})
+
+    @property
+    def encoder_fingerprint(self) -> str:
+        """Fingerprint of the unit encoder alone: units cached under it stay valid when only the LM changes."""
+        return encoder_fingerprint(self.config, self.encoder)
 
     @classmethod
     def build(cls, config: dict[str, Any], centroids: torch.Tensor, folder: Path | None = None) -> "Backbone":

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
 
 from .audio import AudioError
 from .backbone import Backbone, BackboneError

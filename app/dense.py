@@ -39,20 +39,25 @@ class LogMel(torch.nn.Module):
 
 
 class Whisper(torch.nn.Module):
-    """The first ``layer`` blocks of Whisper's encoder (see app/whisper.py), features at 50 Hz."""
+    """Whisper's encoder (see app/whisper.py) cut after ``n_layer`` blocks, features at 50 Hz.
+
+    ``post_ln``: apply the final layer norm (only meaningful when all of Whisper's blocks are kept); a cut
+    encoder gives the raw residual stream of its last block, and stores no weights for the blocks it drops.
+    """
 
     hop = HOP
 
-    def __init__(self, layer: int = 4, **encoder_config: Any) -> None:
+    def __init__(self, post_ln: bool = False, **encoder_config: Any) -> None:
         super().__init__()
         from .whisper import WhisperEncoder, WhisperEncoderConfig
 
-        self.layer = layer
         self.encoder = WhisperEncoder(WhisperEncoderConfig(**encoder_config))
-        self.dim = self.encoder.config.d_model
+        if not post_ln:
+            self.encoder.ln_post = torch.nn.Identity()
+        self.dim = self.encoder.cfg.d_model
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(wav.float()[None], n_layers=self.layer)[0]
+        feats = self.encoder(wav.float()[None])[0]
         return feats[: max(wav.numel() // HOP, 1)]
 
 

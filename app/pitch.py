@@ -53,4 +53,16 @@ def frame_pitch(
     db = 10 * torch.log10(energy + 1e-12)
     loud = db > (db.max() + silence_db)
     voiced = (best > voicing_threshold) & loud
-    return torch.where(voiced, f0, torch.zeros_like(f0))
+    return _median3(torch.where(voiced, f0, torch.zeros_like(f0)))
+
+
+def _median3(f0: torch.Tensor) -> torch.Tensor:
+    """3-frame median over voiced frames: removes one-frame octave spikes where voicing starts or stops."""
+    if f0.numel() < 3:
+        return f0
+    padded = torch.nn.functional.pad(f0[None, None], (1, 1), mode="replicate")[0, 0]
+    windows = padded.unfold(0, 3, 1)
+    # Unvoiced neighbours (0) must not drag a voiced frame down: take the median of the voiced values only.
+    v = torch.where(windows > 0, windows, torch.full_like(windows, float("nan")))
+    med = v.nanmedian(dim=1).values
+    return torch.where(f0 > 0, med, f0)

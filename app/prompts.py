@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +92,7 @@ class TaskPrompt(nn.Module):
                  tokens: list[int] | None = None) -> None:
         super().__init__()
         self.info, self.config, self.lm_config = info, config or PromptConfig(), lm_config
+        self.folder: Path | None = None  # where it was loaded from, if from files
         c, P = lm_config.n_embd, self.config.prompt_length
         self.input_prompt = nn.Parameter(torch.zeros(P, c))
         self.deep_prompt = nn.Parameter(torch.zeros(lm_config.n_layer, 2, P, c)) if self.config.deep else None
@@ -119,7 +120,8 @@ class TaskPrompt(nn.Module):
         return self.info.id
 
     def num_trainable(self) -> int:
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        """Parameters that prompt tuning trains: all of the prompt's (even while frozen for serving)."""
+        return sum(p.numel() for p in self.parameters())
 
     @torch.no_grad()
     def init_from_lm(self, lm: UnitLM, generator: torch.Generator | None = None) -> None:
@@ -263,4 +265,5 @@ def load_prompt(folder: str | Path, lm_config: UnitLMConfig, fingerprint: str | 
             raise PromptError(f"{path}: tensor {name} contains NaN or Inf.")
         with torch.no_grad():
             params[name].copy_(t)
+    prompt.folder = folder
     return prompt

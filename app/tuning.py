@@ -40,6 +40,7 @@ class TrainConfig:
     target_train_acc: float | None = None  # stop once training accuracy reaches this (no-validation runs)
     max_seconds: float | None = None  # wall-clock budget
     augment: Augment | None = None
+    should_stop: Callable[[], bool] | None = None  # checked after every epoch (e.g. the visitor left)
 
 
 @dataclass
@@ -127,6 +128,9 @@ def fit(
             break
         if val and bad_epochs >= cfg.patience:
             result.stopped = "early"
+            break
+        if cfg.should_stop is not None and cfg.should_stop():
+            result.stopped = "stopped"
             break
         if cfg.max_seconds is not None and row["seconds"] > cfg.max_seconds:
             result.stopped = "time"

@@ -41,6 +41,7 @@ def test_train_tasks_predict_eval(trained, backbone_dir, labelled_dir):
     tasks = json.loads(run("tasks", "--json", "--backbone", backbone_dir, "--prompts", prompts).stdout)
     assert [t["task"] for t in tasks] == ["tones"]
     assert set(tasks[0]) >= {"task", "title", "labels", "trainable_params", "metrics"}
+    assert tasks[0]["trainable_params"] == out["trainable_params"] > 0
     files = sorted((labelled_dir / "high").glob("*.wav"))[:2]
     p = run("predict", "--task", "tones", *files, "--json", "--backbone", backbone_dir, "--prompts", prompts)
     lines = [json.loads(x) for x in p.stdout.strip().splitlines()]

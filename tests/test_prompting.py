@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from app.engine import Engine, prompted_forward
-from app.prompts import PromptConfig, PromptError, TaskInfo, TaskPrompt, load_prompt, save_prompt
+from app.prompts import PromptConfig, PromptError, TaskInfo, load_prompt, save_prompt
 from app.tuning import TrainConfig, finetune, linear_probe, new_prompt, train_prompt
 
 from .conftest import KINDS, tone_clip

@@ -1,0 +1,55 @@
+"""The Gradio app: one module per view (try, all tasks, train, how it works), figures in plots.py.
+
+``build_ui(engine)`` makes the Blocks from any :class:`~app.engine.Engine` (the real one in ``app.py``, a tiny one
+in tests); ``launch_options()`` gives what ``launch()`` needs (theme, CSS, upload limit, allowed paths).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from ..engine import DEFAULT_PROMPTS_DIR, Engine
+from . import all_view, api, how_view, train_view, try_view
+from .common import EXAMPLES_DIR, Session, cleanup_session, session_engine, task_choices
+from .style import CSS, THEME, header_html
+
+MAX_UPLOAD = "20mb"
+__all__ = ["build_ui", "launch_options"]
+
+
+def build_ui(engine: Engine, prompts_dir: str | Path | None = DEFAULT_PROMPTS_DIR) -> gr.Blocks:
+    """All four views around one shared engine; each visitor's own prompts and examples live in ``gr.State``."""
+    with gr.Blocks(title="SpeechPrompt v2: one frozen speech LM, many tiny prompts",
+                   delete_cache=(1800, 3600)) as demo:
+        state = gr.State(Session(), delete_callback=cleanup_session)
+        gr.HTML(header_html(engine))
+        with gr.Tabs():
+            with gr.Tab("Try a task", id="try"):
+                tried = try_view.build(engine, state, prompts_dir)
+            with gr.Tab("All tasks at once", id="all"):
+                every = all_view.build(engine, state, prompts_dir)
+            with gr.Tab("Train a prompt", id="train"):
+                trained = train_view.build(engine, state)
+            with gr.Tab("How it works", id="how"):
+                how_view.build(engine, prompts_dir)
+        api.build(engine)
+
+        def after_training(session: Session) -> tuple:
+            """Put the visitor's new prompt in their task pickers and storage story."""
+            text, fig = all_view.storage_story(session_engine(engine, session), prompts_dir)
+            return (gr.update(choices=task_choices(engine, session), value=session.last_task),
+                    try_view.task_card(engine, session, session.last_task), text, fig)
+
+        trained["trained"].success(after_training, [state],
+                                   [tried["task"], tried["card"], every["storage"], every["storage_fig"]],
+                                   api_visibility="private")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def launch_options() -> dict[str, Any]:
+    """Keyword arguments for ``demo.launch()`` shared by app.py and the tests."""
+    return {"theme": THEME, "css": CSS, "max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)],
+            "footer_links": ["api"]}

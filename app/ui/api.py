@@ -1,0 +1,64 @@
+"""Named API endpoints for gradio_client: ``/classify`` and ``/classify_all``, one JSON output each.
+
+They live on hidden components so the client gets a plain value (not a tuple of every figure the views show).
+Bad input ends in a ``gr.Error`` with a clear message; the server keeps serving.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from ..engine import Engine
+from .common import fail, user_errors
+from .media import readable
+
+
+def _audio(path: Any) -> str:
+    if isinstance(path, dict):  # a FileData-like dict from a hand-written client
+        path = path.get("path")
+    if not path or not isinstance(path, str):
+        raise fail("Send an audio file (e.g. handle_file('clip.wav') with gradio_client).")
+    return path
+
+
+@user_errors
+def classify(engine: Engine, audio: Any, task: Any) -> dict[str, Any]:
+    """One task on one clip -> ``{"task", "label", "probs"}``."""
+    path = _audio(audio)
+    if not isinstance(task, str) or not task.strip():
+        raise fail(f"Give a task id. Available: {', '.join(engine.tasks) or 'none'}.")
+    task = task.strip()
+    engine.get(task)  # unknown or malformed ids -> a clear message before any decoding
+    return engine.analyze(readable(path), [task]).predictions[0].to_dict()
+
+
+@user_errors
+def classify_all(engine: Engine, audio: Any) -> list[dict[str, Any]]:
+    """Every loaded task on one clip, in one batched pass -> a list of ``{"task", "label", "probs"}``."""
+    path = _audio(audio)
+    if not engine.tasks:
+        raise fail("No task prompts are loaded on this server.")
+    return [p.to_dict() for p in engine.analyze(readable(path), engine.tasks).predictions]
+
+
+def build(engine: Engine) -> None:
+    """Hidden inputs, outputs and buttons that carry the two endpoints."""
+    with gr.Row(visible=False):
+        audio = gr.Audio(type="filepath", sources=["upload"], label="audio")
+        task = gr.Textbox(label="task")
+        out_one = gr.JSON(label="prediction")
+        out_all = gr.JSON(label="predictions")
+        one = gr.Button("classify")
+        every = gr.Button("classify_all")
+
+    def api_classify(audio_path: str | None, task_id: str) -> dict[str, Any]:
+        return classify(engine, audio_path, task_id)
+
+    def api_classify_all(audio_path: str | None) -> list[dict[str, Any]]:
+        return classify_all(engine, audio_path)
+
+    one.click(api_classify, [audio, task], out_one, api_name="classify",
+              api_description="Classify an audio file with one task prompt: {task, label, probs}.")
+    every.click(api_classify_all, [audio], out_all, api_name="classify_all",
+                api_description="Classify an audio file with every task prompt in one batched pass.")

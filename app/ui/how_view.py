@@ -1,0 +1,97 @@
+"""View 4, "How it works": the pipeline and the prompt, illustrated with the loaded backbone's real numbers."""
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import gradio as gr
+
+from ..engine import Engine
+from . import plots
+from .common import lm_bytes, prompt_bytes
+
+
+def _box(title: str, body: str, kind: str = "") -> str:
+    return f'<div class="how-box {kind}"><div class="how-title">{title}</div><div class="how-body">{body}</div></div>'
+
+
+def pipeline_html(engine: Engine) -> str:
+    """The data flow as boxes and arrows, with this backbone's sizes."""
+    d = engine.backbone.describe()
+    fps = engine.backbone.sample_rate / engine.backbone.encoder.hop
+    arrow = '<div class="how-arrow">→</div>'
+    boxes = [
+        _box("1 · Audio", f"mono, {d['sample_rate'] // 1000} kHz, trimmed and levelled"),
+        _box("2 · Units", f"{html.escape(str(d['dense_model']))} features, {fps:.0f} frames/s → nearest of "
+                          f"{d['n_units']} k-means centroids; repeats collapsed, each unit keeps its duration "
+                          "and pitch"),
+        _box("3 · Frozen unit LM", f"{d['layers']} layers × {d['width']} wide, {d['heads']} heads, "
+                                   f"{d['lm_params']:,} parameters that never change", "frozen"),
+        _box("4 · Verbalizer", f"next-unit distribution over {d['vocab_size']} tokens → class scores", "trained"),
+        _box("5 · Answer", "class probabilities"),
+    ]
+    sample = [5, 5, 12, 40, 7, 7, 3]
+    tokens = ('<span class="seq-tok seq-prompt">P</span>' * 5
+              + "".join(f'<span class="seq-tok" style="background:{plots.unit_color(u)}">{u}</span>' for u in sample)
+              + '<span class="seq-tok seq-more">…</span><span class="seq-tok seq-sep">SEP</span>'
+              + '<span class="seq-next">→ next unit?</span>')
+    return (f'<div class="how-flow">{arrow.join(boxes)}</div>'
+            f'<div class="how-seq"><div class="how-seq-title">What the LM reads for one task</div>'
+            f'<div class="seq-row">{tokens}</div>'
+            '<div class="how-legend"><span class="seq-tok seq-prompt">P</span> trainable input prompt · '
+            '<span class="seq-tok" style="background:#4e79a7">12</span> the clip\'s units (with duration and pitch '
+            'embeddings) · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
+            'trainable key/value prefixes (the deep prompt) that every position can attend to.</div></div>')
+
+
+def how_markdown(engine: Engine, prompts_dir=None) -> str:
+    """The explanation, with parameter counts computed from the backbone and the loaded prompts."""
+    d = engine.backbone.describe()
+    L, C, V = d["layers"], d["width"], d["vocab_size"]
+    P, K = 5, 3
+    inp, deep, sep, verb = P * C, L * 2 * P * C, C, V * K + K
+    total = inp + deep + sep + verb
+    lines = [
+        "### One frozen model, many tiny prompts",
+        "SpeechPrompt v2 (Chang et al., 2023) reuses **one** speech language model for many classification tasks. "
+        "The model was trained once, to predict the next speech unit; it is then **frozen**. For each task only a "
+        "small *prompt* is trained: vectors the model reads before and after the clip, plus key/value prefixes "
+        "at every layer, plus a verbalizer that maps the model's next-unit guess to the task's classes.",
+        "### The numbers for this backbone",
+        f"- Backbone `{html.escape(str(d['id']))}` (fingerprint `{d['fingerprint']}`): "
+        f"{d['encoder_params']:,} encoder parameters and a unit LM of **{d['lm_params']:,}** parameters "
+        f"({plots.human_bytes(lm_bytes(engine))}), context of {d['block_size']} positions.\n"
+        f"- Units: {d['n_units']} discrete units + 1 end token = vocabulary of {V}; "
+        f"{d['prosody_streams']['duration_buckets']} duration buckets and {d['prosody_streams']['pitch_buckets']} "
+        "pitch buckets ride along with every unit (prosody streams).\n"
+        f"- A prompt of length P = {P} for a {K}-class task: input prompt P×C = {inp:,} + deep prompt "
+        f"L×2×P×C = {L}×2×{P}×{C} = {deep:,} + separator C = {sep:,} + learnable verbalizer V×K+K = {verb:,} "
+        f"= **{total:,} trainable parameters**, {total / max(d['lm_params'], 1):.2%} of the LM.",
+    ]
+    if engine.tasks:
+        rows = ["| task | classes | verbalizer | trainable parameters | file | of the LM |",
+                "|---|---:|---|---:|---:|---:|"]
+        for t in engine.tasks:
+            p = engine.prompts[t]
+            n = p.num_trainable()
+            rows.append(f"| {html.escape(p.info.title)} | {len(p.labels)} | {p.config.verbalizer} | {n:,} | "
+                        f"{plots.human_bytes(prompt_bytes(p, prompts_dir))} | {n / max(d['lm_params'], 1):.2%} |")
+        lines += ["### The loaded task prompts", "\n".join(rows)]
+    lines += [
+        "### Why it is interesting",
+        "- **Storage:** a new task costs kilobytes, not another copy of the model.\n"
+        "- **Batching:** rows of one batch can carry different prompts, so one forward pass answers every task "
+        "(see *All tasks at once*).\n"
+        "- **The limits:** the frozen model only knows what its units capture. Tasks that depend on words it "
+        "never learned, or on cues lost in the units, stay hard, whatever the prompt.\n"
+        "- **Verbalizers:** SpeechPrompt v1 gave each class one fixed unit (*freq*: the most frequent units, "
+        "*random*); v2 learns a linear map from the whole next-unit distribution, which the paper "
+        "found works better, above all for tasks with many classes. Try both in *Train a prompt*.",
+    ]
+    return "\n\n".join(lines)
+
+
+def build(engine: Engine, prompts_dir=None) -> dict[str, Any]:
+    diagram = gr.HTML(pipeline_html(engine), elem_id="how-diagram")
+    text = gr.Markdown(how_markdown(engine, prompts_dir), elem_id="how-text")
+    return {"diagram": diagram, "text": text}

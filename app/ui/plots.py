@@ -1,0 +1,253 @@
+"""Plotly figures and small HTML pieces for the views. Pure functions of tensors: no Gradio in here."""
+from __future__ import annotations
+
+import html
+import math
+from typing import Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+from ..audio import Audio
+from ..prompts import TaskPrompt, verbalizer_input
+from ..units import Units
+
+ACCENT = "#4f46e5"
+ACCENT_SOFT = "#a5b4fc"
+MUTED = "#cbd5e1"
+POSITIVE, NEGATIVE = "#059669", "#dc2626"
+FONT = "IBM Plex Sans, system-ui, -apple-system, Segoe UI, sans-serif"
+# 20 well-separated colours (Tableau 20 order), so equal unit ids share a colour everywhere.
+PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+           "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+           "#bcbd22", "#7f7f7f"]
+
+
+def unit_color(unit: int) -> str:
+    return PALETTE[int(unit) % len(PALETTE)]
+
+
+def _layout(fig: go.Figure, height: int, title: str | None = None, top: int | None = None, **kw) -> go.Figure:
+    fig.update_layout(
+        height=height, template="plotly_white", font=dict(family=FONT, size=13),
+        margin=dict(l=60, r=30, t=top or (56 if title else 24), b=40), showlegend=kw.pop("showlegend", False),
+        title=dict(text=title, x=0.01, font=dict(size=15)) if title else None, **kw,
+    )
+    return fig
+
+
+def unit_label(unit: int, vocab_size: int) -> str:
+    return "end" if unit == vocab_size - 1 else str(unit)
+
+
+# ---------------------------------------------------------------- what the model heard
+
+
+def spectrogram(wav: torch.Tensor, sr: int = 16_000, hop: int = 320, max_hz: float = 5000.0,
+                max_frames: int = 600) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Log-magnitude spectrogram in dB ``(freqs, frames)`` with its frame times (s) and bin frequencies (Hz)."""
+    n_fft = 512
+    spec = torch.stft(wav, n_fft, hop, window=torch.hann_window(n_fft), return_complex=True, center=True).abs()
+    freqs = torch.fft.rfftfreq(n_fft, 1 / sr)
+    keep = freqs <= max_hz
+    db = 20 * torch.log10(spec[keep] + 1e-5)
+    db = db.clamp_min(db.max() - 70)
+    pool = max(1, math.ceil(db.shape[1] / max_frames))
+    if pool > 1:
+        db = torch.nn.functional.avg_pool1d(db[None], pool, ceil_mode=True)[0]
+    times = (torch.arange(db.shape[1]) * hop * pool) / sr
+    return db, times, freqs[keep]
+
+
+def signal_figure(audio: Audio, units: Units) -> go.Figure:
+    """Waveform, spectrogram with the pitch curve, and the unit sequence as coloured segments on one time axis."""
+    wav, sr = audio.wav, audio.sample_rate
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.2, 0.55, 0.25],
+                        specs=[[{}], [{"secondary_y": True}], [{}]])
+    # Waveform as a min/max envelope (~1000 columns).
+    cols = max(1, wav.numel() // 1000)
+    n = wav.numel() // cols * cols
+    env = wav[:n].view(-1, cols)
+    t = (torch.arange(env.shape[0]) * cols + cols / 2) / sr
+    fig.add_trace(go.Scatter(x=t.tolist(), y=env.max(1).values.tolist(), line=dict(width=0.8, color="#64748b"),
+                             hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t.tolist(), y=env.min(1).values.tolist(), line=dict(width=0.8, color="#64748b"),
+                             fill="tonexty", fillcolor="rgba(100,116,139,0.35)", hoverinfo="skip"), row=1, col=1)
+    # Spectrogram and pitch.
+    db, times, freqs = spectrogram(wav, sr)
+    fig.add_trace(go.Heatmap(z=[[round(float(v), 1) for v in row] for row in db], x=times.tolist(),
+                             y=freqs.tolist(), colorscale="Magma", showscale=False,
+                             hovertemplate="%{x:.2f} s, %{y:.0f} Hz<extra></extra>"), row=2, col=1)
+    fp = units.frame_pitch if units.frame_pitch is not None else torch.zeros(0)
+    pt = ((torch.arange(fp.numel()) + 0.5) / units.frame_rate).tolist()
+    fig.add_trace(go.Scatter(x=pt, y=[float(v) if v > 0 else None for v in fp], mode="lines",
+                             line=dict(color="#22d3ee", width=2.5), name="pitch",
+                             hovertemplate="pitch %{y:.0f} Hz at %{x:.2f} s<extra></extra>"),
+                  row=2, col=1, secondary_y=True)
+    # Units as coloured segments, aligned by their durations.
+    start = (units.starts.float() / units.frame_rate).tolist()
+    dur = (units.durations.float() / units.frame_rate).tolist()
+    ids = units.ids.tolist()
+    pitch = units.pitch.tolist()
+    fig.add_trace(go.Bar(
+        x=[s + d / 2 for s, d in zip(start, dur)], y=[1] * len(ids), width=dur, base=0,
+        marker=dict(color=[unit_color(u) for u in ids], line=dict(color="white", width=0.5)),
+        text=[str(u) for u in ids], textposition="inside", insidetextanchor="middle",
+        textfont=dict(color="white", size=11),
+        customdata=[[u, s, d * 1000, p] for u, s, d, p in zip(ids, start, dur, pitch)],
+        hovertemplate="unit %{customdata[0]}<br>start %{customdata[1]:.2f} s<br>%{customdata[2]:.0f} ms"
+                      "<br>pitch %{customdata[3]:.0f} Hz<extra></extra>",
+    ), row=3, col=1)
+    fig.update_yaxes(visible=False, row=1, col=1)
+    fig.update_yaxes(title_text="Hz", row=2, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="pitch (Hz)", range=[0, 450], row=2, col=1, secondary_y=True, showgrid=False,
+                     color="#0891b2")
+    fig.update_yaxes(visible=False, range=[0, 1], row=3, col=1)
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    fig.update_layout(uniformtext=dict(minsize=8, mode="hide"), bargap=0)
+    return _layout(fig, 430, f"What the model heard: {len(ids)} units from {audio.seconds:.2f} s of audio")
+
+
+def unit_strip_html(units: Units, vocab_size: int | None = None) -> str:
+    """The collapsed unit sequence as coloured tokens; hovering one shows its id, start, duration and pitch."""
+    spans = []
+    starts = units.starts.tolist()
+    for u, s, d, p in zip(units.ids.tolist(), starts, units.durations.tolist(), units.pitch.tolist()):
+        tip = (f"unit {u} · starts {s / units.frame_rate:.2f} s · {d / units.frame_rate * 1000:.0f} ms · "
+               + (f"{p:.0f} Hz" if p > 0 else "unvoiced"))
+        spans.append(f'<span class="unit-tok" style="background:{unit_color(u)}" title="{html.escape(tip)}">{u}</span>')
+    frames = int(units.durations.sum())
+    head = (f'<div class="unit-caption">{len(spans)} units after collapsing {frames} frames '
+            f'({units.frame_rate:.0f} per second); hover a token for its timing and pitch.</div>')
+    return f'<div class="unit-strip">{head}<div class="unit-tokens">{"".join(spans)}</div></div>'
+
+
+# ---------------------------------------------------------------- the answer
+
+
+def probs_figure(labels: Sequence[str], probs: torch.Tensor, top: int = 12,
+                 title: str = "Class probabilities") -> go.Figure:
+    """Sorted horizontal bars, the winner highlighted."""
+    order = probs.argsort(descending=True)[:top].tolist()
+    labs = [labels[i] for i in order]
+    vals = [float(probs[i]) for i in order]
+    colors = [ACCENT] + [MUTED] * (len(order) - 1)
+    fig = go.Figure(go.Bar(x=vals, y=labs, orientation="h", marker_color=colors,
+                           text=[f"{v:.0%}" if v >= 0.005 else "<1%" for v in vals], textposition="outside",
+                           cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True)
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    more = f" (top {top} of {len(labels)})" if len(labels) > top else ""
+    return _layout(fig, 90 + 34 * len(order), title + more)
+
+
+def headline_html(label: str, confidence: float, task_title: str) -> str:
+    return (f'<div class="headline"><div class="headline-task">{html.escape(task_title)}</div>'
+            f'<div class="headline-label">{html.escape(label)}</div>'
+            f'<div class="headline-conf">{confidence:.0%} confident</div></div>')
+
+
+def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, unit_probs: torch.Tensor, classes: int = 3,
+                      top: int = 6) -> go.Figure:
+    """How the verbalizer turns the next-unit distribution into classes.
+
+    Learnable: for the most likely classes, the units whose ``weight x standardised log-probability`` pushes that
+    class most (up or down). Fixed: each class's unit token and the prompted LM's probability for it."""
+    V = unit_probs.numel()
+    if prompt.verbalizer is None:
+        tokens = prompt.tokens.tolist()
+        p_tok = [float(unit_probs[t]) for t in tokens]
+        win = int(probs.argmax())
+        fig = go.Figure(go.Bar(
+            x=[f"{lab}<br><span style='font-size:11px'>unit {unit_label(t, V)}</span>"
+               for lab, t in zip(prompt.labels, tokens)], y=p_tok,
+            marker_color=[ACCENT if i == win else unit_color(t) for i, t in enumerate(tokens)],
+            text=[f"{p:.1%}" for p in p_tok], textposition="outside", cliponaxis=False,
+            hovertemplate="%{x}<br>LM probability %{y:.4f}<extra></extra>"))
+        fig.update_yaxes(title_text="P(next unit)", rangemode="tozero")
+        return _layout(fig, 340, f"Fixed verbalizer ({prompt.config.verbalizer})<br><sup>each class is one unit token; "
+                                "the class with the likeliest token wins</sup>", top=80)
+    x = verbalizer_input(torch.log(unit_probs.clamp_min(1e-12))[None])[0]
+    contrib = prompt.verbalizer.weight.detach() * x[None, :]
+    shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
+    fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=0.12,
+                        subplot_titles=[f"{prompt.labels[c]} ({float(probs[c]):.0%})" for c in shown])
+    for j, c in enumerate(shown, start=1):
+        idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
+        vals = [float(contrib[c, i]) for i in idx]
+        fig.add_trace(go.Bar(
+            x=vals, y=[f"unit {unit_label(i, V)}" for i in idx], orientation="h",
+            marker_color=[POSITIVE if v > 0 else NEGATIVE for v in vals],
+            customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(unit_probs[i])] for i in idx],
+            hovertemplate="%{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input %{customdata[1]:.2f}"
+                          "<br>P(unit) %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
+        fig.update_yaxes(autorange="reversed", row=1, col=j)
+    fig.update_annotations(font_size=13)
+    return _layout(fig, 360, "Learnable verbalizer<br><sup>units that push each likely class up (green) or "
+                             "down (red)</sup>", top=100)
+
+
+def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence[int] = (),
+                    token_labels: Sequence[str] = ()) -> go.Figure:
+    """The frozen LM's next-unit distribution without a prompt (top) and with the task's prompt (bottom)."""
+    V = base.numel()
+    units = [unit_label(i, V) for i in range(V)]
+
+    def entropy(p: torch.Tensor) -> float:
+        return float(-(p * torch.log2(p.clamp_min(1e-12))).sum())
+
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16, subplot_titles=[
+        f"Frozen LM, no prompt: next unit after the clip (entropy {entropy(base):.1f} bits)",
+        f"Same frozen LM with the task prompt (entropy {entropy(prompted):.1f} bits)"])
+    for row, (p, color) in enumerate(((base, "#94a3b8"), (prompted, ACCENT)), start=1):
+        fig.add_trace(go.Bar(x=list(range(V)), y=p.tolist(), marker_color=color, customdata=units,
+                             hovertemplate="unit %{customdata}: %{y:.4f}<extra></extra>"), row=row, col=1)
+        for t, lab in zip(tokens, token_labels):
+            fig.add_annotation(x=t, y=float(p[t]), text=html.escape(lab), showarrow=True, arrowhead=2, ay=-24,
+                               font=dict(size=11, color="#111827"), row=row, col=1)
+    fig.update_xaxes(title_text="unit id (the last one is the end-of-utterance token)", row=2, col=1)
+    fig.update_yaxes(rangemode="tozero", tickformat=".0%")
+    fig.update_layout(bargap=0.05)
+    return _layout(fig, 420, None)
+
+
+# ---------------------------------------------------------------- training and storage
+
+
+def training_figure(history: Sequence[dict], title: str = "Training the prompt (the LM stays frozen)") -> go.Figure:
+    """Loss (left axis) and accuracy (right axis) per epoch."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    ep = [r["epoch"] for r in history]
+    fig.add_trace(go.Scatter(x=ep, y=[r["loss"] for r in history], name="loss", mode="lines+markers",
+                             line=dict(color="#f97316", width=2.5)), secondary_y=False)
+    fig.add_trace(go.Scatter(x=ep, y=[r["train_acc"] for r in history], name="training accuracy",
+                             mode="lines+markers", line=dict(color=ACCENT, width=2.5)), secondary_y=True)
+    if any(r.get("val_acc") is not None for r in history):
+        fig.add_trace(go.Scatter(x=ep, y=[r.get("val_acc") for r in history], name="held-out accuracy",
+                                 mode="lines+markers", line=dict(color=POSITIVE, width=2.5, dash="dot")),
+                      secondary_y=True)
+    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_yaxes(title_text="loss", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.05], tickformat=".0%", secondary_y=True, showgrid=False)
+    return _layout(fig, 320, title, showlegend=True, legend=dict(orientation="h", y=-0.25))
+
+
+def storage_figure(n_tasks: int, prompt_total: int, lm_one: int) -> go.Figure:
+    """N prompts against N fine-tuned copies of the LM, with the one shared frozen LM between (log scale)."""
+    n = max(n_tasks, 1)
+    names = [f"{n} task prompts", "1 frozen LM<br>(shared by all)", f"{n} fine-tuned<br>LM copies"]
+    vals = [prompt_total, lm_one, n * lm_one]
+    fig = go.Figure(go.Bar(x=names, y=vals, marker_color=[ACCENT, "#94a3b8", "#f97316"],
+                           text=[human_bytes(v) for v in vals], textposition="outside", cliponaxis=False,
+                           hovertemplate="%{x}: %{y:,} bytes<extra></extra>"))
+    fig.update_yaxes(title_text="bytes on disk (log scale)", type="log")
+    return _layout(fig, 320, "Storage for these tasks")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB"):
+        if n < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"

@@ -1,0 +1,70 @@
+"""Look and feel: theme (bundled fonts only: nothing is fetched from the internet), CSS and the page header."""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+from ..engine import Engine
+
+THEME = gr.themes.Soft(
+    primary_hue="indigo", secondary_hue="amber", neutral_hue="slate",
+    font=[gr.themes.LocalFont("IBM Plex Sans"), "ui-sans-serif", "system-ui", "sans-serif"],
+    font_mono=[gr.themes.LocalFont("IBM Plex Mono"), "ui-monospace", "monospace"],
+)
+
+CSS = """
+.gradio-container { max-width: 1280px !important; margin: 0 auto; }
+.app-header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 18px; padding: 6px 2px 2px; }
+.app-header h1 { font-size: 1.7rem; margin: 0; font-weight: 700; }
+.app-header .tagline { color: var(--body-text-color-subdued); font-size: 1.02rem; }
+.app-chips { display: flex; flex-wrap: wrap; gap: 6px; margin: 6px 2px 4px; }
+.chip { background: var(--color-accent-soft); color: var(--body-text-color); border-radius: 999px;
+        padding: 2px 10px; font-size: 0.85rem; }
+.headline { border-radius: 14px; padding: 14px 18px; background: linear-gradient(135deg, #eef2ff, #e0e7ff);
+            border: 1px solid #c7d2fe; }
+.headline-empty { color: #475569; font-size: 1.05rem; background: #f8fafc; border-color: #e2e8f0; }
+.headline-task { font-size: 0.9rem; color: #4338ca; text-transform: uppercase; letter-spacing: 0.04em; }
+.headline-label { font-size: 2.3rem; font-weight: 700; color: #1e1b4b; line-height: 1.15; word-break: break-word; }
+.headline-conf { font-size: 1rem; color: #3730a3; }
+.facts { font-size: 0.92rem; }
+.caption { font-size: 0.88rem; color: var(--body-text-color-subdued); }
+.task-card { font-size: 0.92rem; }
+.examples-title { margin-bottom: -6px; }
+.example-row { flex-wrap: wrap !important; gap: 6px !important; }
+.example-row button { flex: 0 1 auto !important; }
+.unit-strip { padding: 4px 2px; }
+.unit-caption { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 6px; }
+.unit-tokens { display: flex; flex-wrap: wrap; gap: 3px; max-height: 180px; overflow-y: auto; }
+.unit-tok { display: inline-block; min-width: 26px; text-align: center; color: #fff; font-weight: 600;
+            font-size: 0.8rem; border-radius: 5px; padding: 2px 4px; cursor: default;
+            font-family: var(--font-mono); text-shadow: 0 0 2px rgba(0,0,0,0.45); }
+.unit-tok:hover { outline: 2px solid #111827; }
+.how-flow { display: flex; flex-wrap: wrap; align-items: stretch; gap: 6px; margin: 8px 0 14px; }
+.how-box { flex: 1 1 150px; border: 1px solid #cbd5e1; border-radius: 12px; padding: 10px 12px; background: #f8fafc; }
+.how-box.frozen { background: #e2e8f0; border-color: #94a3b8; }
+.how-box.trained { background: #eef2ff; border-color: #a5b4fc; }
+.how-title { font-weight: 700; margin-bottom: 4px; }
+.how-body { font-size: 0.88rem; color: #334155; }
+.how-arrow { align-self: center; font-size: 1.6rem; color: #64748b; }
+.how-seq { border: 1px dashed #a5b4fc; border-radius: 12px; padding: 10px 12px; margin-bottom: 8px; }
+.how-seq-title { font-weight: 700; margin-bottom: 6px; }
+.seq-row { display: flex; flex-wrap: wrap; gap: 4px; align-items: center; }
+.seq-tok { display: inline-block; min-width: 28px; text-align: center; padding: 3px 6px; border-radius: 6px;
+           color: #fff; font-weight: 600; font-family: var(--font-mono); font-size: 0.85rem; }
+.seq-prompt { background: #4f46e5; }
+.seq-sep { background: #f59e0b; }
+.seq-more { background: #94a3b8; }
+.seq-next { margin-left: 8px; font-weight: 600; color: #4338ca; }
+.how-legend { font-size: 0.85rem; color: #475569; margin-top: 8px; line-height: 1.9; }
+"""
+
+
+def header_html(engine: Engine) -> str:
+    """Title, one-line idea, and chips with the loaded backbone's real numbers."""
+    d = engine.backbone.describe()
+    chips = [f"backbone {html.escape(str(d['id']))}", f"frozen unit LM: {d['lm_params']:,} parameters",
+             f"{d['n_units']} speech units", f"{len(engine.tasks)} task prompts loaded"]
+    return ('<div class="app-header"><h1>SpeechPrompt v2</h1><span class="tagline">One frozen speech language '
+            'model, many tiny task prompts: only the prompt is trained for each task.</span></div>'
+            '<div class="app-chips">' + "".join(f'<span class="chip">{c}</span>' for c in chips) + "</div>")

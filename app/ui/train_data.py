@@ -1,0 +1,127 @@
+"""The visitor's labelled examples for "Train a prompt": classes, recordings and uploads encoded to units, limits.
+
+Clips are encoded as soon as they arrive and only their units are kept (in the visitor's
+:class:`~app.ui.common.Session`); the uploaded files are then removed from Gradio's upload folder.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+from gradio.utils import get_upload_folder
+
+from ..audio import AudioError
+from ..data import list_labelled
+from ..engine import Engine
+from .common import EXAMPLES_DIR, Session, fail, user_errors
+from .media import readable
+
+MIN_CLASSES, MAX_CLASSES = 2, 10
+MIN_PER_CLASS, MAX_PER_CLASS = 3, 30
+MAX_FILES_PER_ADD = 30
+MAX_CLIP_SECONDS = 10.0
+MAX_LABEL_CHARS = 40
+TRAIN_SET_DIR = EXAMPLES_DIR / "train_set"
+_UNSAFE = re.compile(r"[|`<>\\\x00-\x1f]")
+
+
+def parse_classes(text: str | None) -> list[str]:
+    """'yes, no, stop' (commas or new lines) -> ['yes', 'no', 'stop'], checked: 2 to 10 distinct names."""
+    names = [n.strip() for n in (text or "").replace("\n", ",").split(",") if n.strip()]
+    if len(names) < MIN_CLASSES:
+        raise fail(f"Name at least {MIN_CLASSES} classes, separated by commas (e.g. 'yes, no, stop').")
+    if len(names) > MAX_CLASSES:
+        raise fail(f"At most {MAX_CLASSES} classes, please ({len(names)} given).")
+    if len({n.lower() for n in names}) != len(names):
+        raise fail("Class names must be different from each other.")
+    if any(len(n) > MAX_LABEL_CHARS for n in names):
+        raise fail(f"Keep class names under {MAX_LABEL_CHARS} characters.")
+    if any(_UNSAFE.search(n) for n in names):
+        raise fail("Class names may not contain | ` < > or backslashes.")
+    return names
+
+
+def examples_status(session: Session) -> str:
+    """A small table: examples per class and what is still missing."""
+    if not session.classes:
+        return "No classes yet: name them above and press **Set classes**, or load the bundled yes/no/stop set."
+    rows = ["| class | examples | |", "|---|---:|---|"]
+    for c in session.classes:
+        n = len(session.examples.get(c, []))
+        need = "✓ ready" if n >= MIN_PER_CLASS else f"needs {MIN_PER_CLASS - n} more"
+        rows.append(f"| {c} | {n} | {need} |")
+    return "\n".join(rows)
+
+
+def ready(session: Session) -> bool:
+    return len(session.classes) >= MIN_CLASSES and all(
+        len(session.examples.get(c, [])) >= MIN_PER_CLASS for c in session.classes)
+
+
+@user_errors
+def set_classes(session: Session, text: str | None) -> tuple[Session, str, list[str]]:
+    """Set the visitor's classes; examples of classes that are kept stay."""
+    names = parse_classes(text)
+    session.classes = names
+    session.examples = {c: session.examples.get(c, []) for c in names}
+    return session, examples_status(session), names
+
+
+def _discard_upload(path: str) -> None:
+    """Remove a consumed upload from Gradio's upload folder (never anything outside it)."""
+    try:
+        p = Path(path).resolve()
+        if Path(get_upload_folder()).resolve() in p.parents:
+            p.unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
+@user_errors
+def add_examples(engine: Engine, session: Session, label: str | None, recording: str | None,
+                 files: Sequence[str] | None) -> tuple[Session, str, list[str]]:
+    """Encode a recording and/or uploaded files as examples of ``label``; returns the session, the status table and
+    warnings about clips that could not be used."""
+    if not session.classes:
+        raise fail("Set the classes first.")
+    if label not in session.classes:
+        raise fail("Choose which class these examples belong to.")
+    paths = ([recording] if recording else []) + [str(f) for f in (files or [])]
+    if not paths:
+        raise fail("Record a clip or upload files first.")
+    if len(paths) > MAX_FILES_PER_ADD:
+        raise fail(f"At most {MAX_FILES_PER_ADD} files at a time, please.")
+    have = session.examples.setdefault(label, [])
+    warnings = []
+    for path in paths:
+        try:
+            if len(have) >= MAX_PER_CLASS:
+                warnings.append(f"'{label}' already has {MAX_PER_CLASS} examples; the rest were not added.")
+                break
+            have.append(engine.encode(readable(path), max_seconds=MAX_CLIP_SECONDS)[1])
+        except AudioError as exc:
+            warnings.append(f"{Path(path).name}: {exc}")
+        finally:
+            _discard_upload(path)
+    return session, examples_status(session), warnings
+
+
+@user_errors
+def load_bundled(engine: Engine, session: Session, folder: Path = TRAIN_SET_DIR) -> tuple[Session, str, str]:
+    """Load the bundled labelled set (one sub-folder per class); returns the session, class text and status."""
+    items = list_labelled(folder)
+    classes = sorted({lab for _, lab in items})
+    session.classes = classes
+    session.examples = {c: [] for c in classes}
+    for path, lab in items:
+        if len(session.examples[lab]) < MAX_PER_CLASS:
+            session.examples[lab].append(engine.encode(path, max_seconds=MAX_CLIP_SECONDS)[1])
+    return session, ", ".join(classes), examples_status(session)
+
+
+def clear_examples(session: Session) -> tuple[Session, str]:
+    session.examples = {c: [] for c in session.classes}
+    return session, examples_status(session)
+
+

@@ -1,0 +1,199 @@
+"""One training run of "Train a prompt": only the prompt learns, in a thread, reported epoch by epoch.
+
+One run at a time on the server (the event's concurrency limit) and one per visitor (:data:`_ACTIVE`); a run
+whose visitor leaves stops at its next epoch. The trained prompt goes to the visitor's session only.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import plotly.graph_objects as go
+
+from ..engine import Engine
+from ..prompts import PromptConfig, TaskInfo, save_prompt
+from ..tuning import TrainConfig, new_prompt, stratified_split, train_prompt
+from . import plots
+from .common import USER_ERRORS, Session, fail, prompt_bytes, require_audio, slug, user_errors
+from .media import readable
+from .train_data import MIN_PER_CLASS, examples_status, ready
+
+MAX_OWN_PROMPTS = 5
+TRAIN_SECONDS = 60.0
+log = logging.getLogger(__name__)
+_ACTIVE: set[str] = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def new_task_id(engine: Engine, session: Session, title: str) -> str:
+    """A task id for the visitor's title that never shadows a loaded task (retraining one's own replaces it)."""
+    base = slug(title)
+    tid, i = base, 2
+    while tid in engine.prompts:
+        tid = f"{base}-{i}"
+        i += 1
+    if tid not in session.prompts and len(session.prompts) >= MAX_OWN_PROMPTS:
+        raise fail(f"You already have {MAX_OWN_PROMPTS} prompts of your own; retrain one of them (same name) "
+                       "instead of adding another.")
+    return tid
+
+
+@dataclass
+class TrainUpdate:
+    """One step of a training run, for the view: a status text, the live curve, and at the end the zip."""
+
+    status: str
+    curve: go.Figure
+    history: list[dict] = field(default_factory=list)
+    done: bool = False
+    task: str | None = None
+    zip_path: str | None = None
+
+
+class Cancelled(Exception):
+    """Raised inside the training thread when the visitor has gone (the event's generator was closed)."""
+
+
+def _run_in_thread(fn: Callable[[Callable[[dict], None]], Any]) -> Iterator[dict | tuple[str, Any]]:
+    """Run ``fn(progress_callback)`` in a thread and yield each progress row as it arrives, then
+    ``("result", value)`` or ``("error", exception)``. Closing this generator stops the thread at its next
+    progress call, so a visitor who leaves does not keep the training slot busy."""
+    q: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def callback(row: dict) -> None:
+        if stop.is_set():
+            raise Cancelled()
+        q.put(row)
+
+    def work() -> None:
+        try:
+            q.put(("result", fn(callback)))
+        except Cancelled:
+            q.put(("cancelled", None))
+        except BaseException as exc:  # handed to the caller, which raises it in the request's thread
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=work, daemon=True, name="prompt-training")
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            yield item
+            if isinstance(item, tuple):
+                return
+    finally:
+        stop.set()
+
+
+def train(engine: Engine, session: Session, title: str | None, prompt_length: int, verbalizer: str, deep: bool,
+          visitor: str = "local", progress: Callable[..., Any] | None = None,
+          max_seconds: float = TRAIN_SECONDS) -> Iterator[TrainUpdate]:
+    """Train a prompt on the visitor's examples (only the prompt learns) and yield an update per epoch."""
+    if not ready(session):
+        raise fail(f"Every class needs at least {MIN_PER_CLASS} examples before training.\n\n"
+                       + examples_status(session).replace("|", " "))
+    title = (title or "").strip() or "My task"
+    if len(title) > 60:
+        raise fail("Keep the task name under 60 characters.")
+    with _ACTIVE_LOCK:
+        if visitor in _ACTIVE:
+            raise fail("You already have a training run going; wait for it to finish.")
+        _ACTIVE.add(visitor)
+    try:
+        yield from _train(engine, session, title, int(prompt_length), verbalizer, bool(deep), progress, max_seconds)
+    except USER_ERRORS as exc:
+        raise fail(str(exc)) from None
+    finally:
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(visitor)
+
+
+def _train(engine: Engine, session: Session, title: str, prompt_length: int, verbalizer: str, deep: bool,
+           progress: Callable[..., Any] | None, max_seconds: float) -> Iterator[TrainUpdate]:
+    task = new_task_id(engine, session, title)
+    labels = list(session.classes)
+    data = [(u, y) for y, c in enumerate(labels) for u in session.examples[c]]
+    ys = [y for _, y in data]
+    use_val = min(ys.count(y) for y in range(len(labels))) >= 5
+    tr_idx, va_idx = stratified_split(ys, 0.2, seed=0) if use_val else (list(range(len(data))), [])
+    train_set, val_set = [data[i] for i in tr_idx], [data[i] for i in va_idx]
+    try:
+        config = PromptConfig(prompt_length=prompt_length, deep=deep, verbalizer=verbalizer)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    info = TaskInfo(id=task, labels=labels, title=title,
+                    description=f"Trained in the browser on {len(data)} clips ({', '.join(labels)}).",
+                    training_data=f"{len(train_set)} training / {len(val_set)} held-out clips given by a visitor")
+    lm = engine.backbone.lm
+    prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)
+    cfg = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=max_seconds, seed=0)
+    history: list[dict] = []
+    intro = (f"Training **{title}**: {len(train_set)} clips"
+             + (f" (+ {len(val_set)} held out)" if val_set else "") + f", {prompt.num_trainable():,} trainable "
+             f"parameters; the LM's {lm.num_params():,} stay frozen.")
+    if progress is not None:
+        progress(0.0, desc="Starting")
+    yield TrainUpdate(intro, plots.training_figure(history), list(history))
+    result = None
+    for item in _run_in_thread(lambda cb: train_prompt(lm, prompt, train_set, val_set or None, cfg, cb)):
+        if isinstance(item, tuple):
+            kind, value = item
+            if kind == "error":
+                log.error("prompt training failed", exc_info=value)
+                raise fail(f"Training failed ({type(value).__name__}: {value}).") from None
+            result = value
+            break
+        history.append(item)
+        if progress is not None:
+            progress(min(item["epoch"] / cfg.epochs, 1.0), desc=f"epoch {item['epoch']}")
+        status = f"{intro}\n\nEpoch {item['epoch']}: loss {item['loss']:.3f}, training accuracy {item['train_acc']:.0%}"
+        if item.get("val_acc") is not None:
+            status += f", held-out {item['val_acc']:.0%}"
+        yield TrainUpdate(status, plots.training_figure(history), list(history))
+    prompt.eval()
+    prompt.requires_grad_(False)
+    info.metrics = {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
+                    "epochs_run": len(result.history), "train_seconds": round(result.seconds, 1)}
+    session.prompts[task] = prompt
+    session.last_task = task
+    zip_path = export_zip(engine, session, task)
+    why = {"target": "every training clip is right", "time": f"the {max_seconds:.0f} s budget ran out",
+           "early": "held-out accuracy stopped improving", "epochs": "all epochs ran"}[result.stopped]
+    held = f", held-out {result.best_val_acc:.0%}" if result.best_val_acc is not None else ""
+    done = (f"✓ Trained **{title}** (`{task}`) in {len(result.history)} epochs, {result.seconds:.1f} s "
+            f"(stopped: {why}). Training accuracy {result.train_acc:.0%}{held}.\n\n"
+            f"Only the prompt learned: {prompt.num_trainable():,} parameters "
+            f"({plots.human_bytes(prompt_bytes(prompt))}); the frozen LM's {lm.num_params():,} did not change. "
+            "Test it below, download it, or use it in **Try a task** and **All tasks** (only you can see it).")
+    yield TrainUpdate(done, plots.training_figure(history), list(history), done=True, task=task, zip_path=zip_path)
+
+
+def export_zip(engine: Engine, session: Session, task: str) -> str:
+    """``<task>.zip`` holding ``<task>/prompt.safetensors`` and ``<task>/task.json``, ready for ``prompts/``."""
+    folder = session.folder()
+    out = save_prompt(session.prompts[task], folder / task, engine.backbone.id, engine.backbone.fingerprint)
+    zip_path = folder / f"{task}.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name in ("prompt.safetensors", "task.json"):
+            z.write(out / name, f"{task}/{name}")
+    return str(zip_path)
+
+
+@user_errors
+def test_clip(engine: Engine, session: Session, audio_path: str | None) -> tuple[str, go.Figure]:
+    """Classify a clip with the prompt the visitor just trained."""
+    path = require_audio(audio_path)
+    if not session.last_task or session.last_task not in session.prompts:
+        raise fail("Train a prompt first.")
+    prompt = session.prompts[session.last_task]
+    view = Engine(engine.backbone, {prompt.task: prompt})
+    pred = view.analyze(readable(path), [prompt.task]).predictions[0]
+    head = plots.headline_html(pred.label, pred.confidence, prompt.info.title)
+    return head, plots.probs_figure(pred.labels, pred.probs)
+
+

@@ -1,0 +1,106 @@
+"""View 3, "Train a prompt" (educator mode): name classes, give a few examples, train only the prompt, test it.
+
+The examples live in :mod:`.train_data`, the training run in :mod:`.train_run`; this module lays out the view.
+Everything a visitor adds or trains is in their own session (``gr.State``): nobody else sees it.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import gradio as gr
+
+from ..engine import Engine
+from .common import Session
+from .train_data import (MAX_FILES_PER_ADD, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS, TRAIN_SET_DIR, add_examples,
+                         clear_examples, examples_status, load_bundled, set_classes)
+from .train_run import TRAIN_SECONDS, test_clip, train
+
+
+def build(engine: Engine, state: gr.State) -> dict[str, Any]:
+    """Lay out the view and wire its events; returns the components the layout connects to other views."""
+    gr.Markdown(
+        f"Teach the frozen speech LM a new task by training **only a prompt**. Name {MIN_CLASSES}–{MAX_CLASSES} "
+        f"classes, give each at least {MIN_PER_CLASS} examples (record, upload, or load the bundled set), then train. "
+        f"Training stops when every example is right or after {TRAIN_SECONDS:.0f} s. Your examples and prompts "
+        "are private to this browser tab.")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            gr.Markdown("#### 1. Classes")
+            classes = gr.Textbox(label="Class names", placeholder="yes, no, stop", elem_id="train-classes")
+            with gr.Row():
+                set_btn = gr.Button("Set classes", size="sm")
+                bundled_btn = gr.Button("Load the bundled yes / no / stop set", size="sm",
+                                        visible=TRAIN_SET_DIR.is_dir(), elem_id="train-bundled")
+            gr.Markdown("#### 2. Examples")
+            label = gr.Dropdown(choices=[], label="These examples are of class", elem_id="train-label")
+            recording = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Record one example")
+            files = gr.File(file_count="multiple", file_types=["audio"], label=f"…or upload up to "
+                            f"{MAX_FILES_PER_ADD} clips at once", height=120)
+            with gr.Row():
+                add_btn = gr.Button("Add to class", variant="secondary", size="sm")
+                clear_btn = gr.Button("Clear examples", size="sm")
+            status = gr.Markdown(examples_status(Session()), elem_id="train-status")
+        with gr.Column(scale=1, min_width=320):
+            gr.Markdown("#### 3. Train")
+            title = gr.Textbox(label="Task name", value="My words", max_length=60)
+            length = gr.Slider(1, 16, value=5, step=1, label="Prompt length (vectors)")
+            verbalizer = gr.Radio(["learnable", "freq", "random"], value="learnable", label="Verbalizer",
+                                  info="learnable: a linear map from the whole next-unit distribution (v2); "
+                                       "freq / random: one fixed unit token per class (v1)")
+            deep = gr.Checkbox(True, label="Deep prompt (key/value prefixes at every layer)")
+            train_btn = gr.Button("Train the prompt", variant="primary", elem_id="train-run")
+            train_status = gr.Markdown(elem_classes=["facts"], elem_id="train-log")
+            curve = gr.Plot(show_label=False, elem_id="train-curve")
+            download = gr.DownloadButton("Download the prompt (.zip)", visible=False, elem_id="train-download")
+            with gr.Column(visible=False) as test_box:
+                gr.Markdown("#### 4. Test it")
+                test_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="A new clip")
+                test_btn = gr.Button("Test", variant="primary", size="sm")
+                test_head = gr.HTML()
+                test_probs = gr.Plot(show_label=False)
+
+    def on_set(session: Session, text: str) -> tuple:
+        session, table, names = set_classes(session, text)
+        return session, table, gr.update(choices=names, value=names[0])
+
+    def on_bundled(session: Session) -> tuple:
+        session, text, table = load_bundled(engine, session)
+        return session, text, table, gr.update(choices=session.classes, value=session.classes[0])
+
+    def on_add(session: Session, lab: str, rec: str | None, fs: list[str] | None) -> tuple:
+        session, table, warnings = add_examples(engine, session, lab, rec, fs)
+        for w in warnings[:5]:
+            gr.Warning(w)
+        return session, table, None, None
+
+    def on_clear(session: Session) -> tuple:
+        return clear_examples(session)
+
+    def on_train(session: Session, name: str, p_len: float, verb: str, use_deep: bool, request: gr.Request,
+                 progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
+        visitor = getattr(request, "session_hash", None) or "anonymous"
+        for up in train(engine, session, name, int(p_len), verb, use_deep, visitor, progress):
+            if not up.done:
+                yield up.status, up.curve, gr.skip(), gr.skip(), gr.skip()
+            else:
+                yield (up.status, up.curve, session, gr.update(value=up.zip_path, visible=True),
+                       gr.update(visible=True))
+
+    def on_test(session: Session, path: str | None) -> tuple:
+        return test_clip(engine, session, path)
+
+    set_btn.click(on_set, [state, classes], [state, status, label], api_visibility="private")
+    classes.submit(on_set, [state, classes], [state, status, label], api_visibility="private")
+    bundled_btn.click(on_bundled, [state], [state, classes, status, label], api_visibility="private")
+    add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private")
+    clear_btn.click(on_clear, [state], [state, status], api_visibility="private")
+    locked = train_btn.click(lambda: gr.update(interactive=False, value="Training…"), None, train_btn,
+                             api_visibility="private", queue=False)
+    trained = locked.then(on_train, [state, title, length, verbalizer, deep],
+                          [train_status, curve, state, download, test_box], api_visibility="private",
+                          concurrency_id="train", concurrency_limit=1)
+    trained.then(lambda: gr.update(interactive=True, value="Train the prompt"), None, train_btn,
+                 api_visibility="private", queue=False)
+    test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private")
+    return {"trained": trained}
+

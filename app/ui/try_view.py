@@ -1,0 +1,146 @@
+"""View 1, "Try a task": one clip, one task prompt, and everything in between made visible."""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import plotly.graph_objects as go
+
+from ..engine import Engine
+from . import plots
+from .common import (Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
+                     session_engine, task_choices, user_errors)
+from .media import readable
+
+PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, record or upload a clip (or click an example), '
+               'then press <b>Classify</b>.</div>')
+
+
+@dataclass
+class TryOutputs:
+    """Everything the view shows for one run, in the order of the view's output components."""
+
+    headline: str
+    probs: go.Figure
+    facts: str
+    signal: go.Figure
+    strip: str
+    steering: go.Figure
+    verbalizer: go.Figure
+
+    def as_tuple(self) -> tuple:
+        return (self.headline, self.probs, self.facts, self.signal, self.strip, self.steering, self.verbalizer)
+
+
+def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
+    """Markdown describing a task: title, description, labels, verbalizer, prompt size, reported accuracy."""
+    eng = session_engine(engine, session)
+    if not task or task not in eng.prompts:
+        if not eng.tasks:
+            return "No task prompts are loaded yet. Train one in **Train a prompt**."
+        return "Choose a task."
+    p = eng.prompts[task]
+    labels = " ".join(f"`{lab}`" for lab in p.labels[:40])
+    if len(p.labels) > 40:
+        labels += f" … ({len(p.labels)} in all)"
+    bits = [f"**{p.info.title}**" + (f" — {p.info.description}" if p.info.description else ""),
+            f"**Labels ({len(p.labels)}):** {labels}",
+            f"Prompt: {p.config.prompt_length} vectors{' + deep prefixes' if p.config.deep else ''}, "
+            f"{p.config.verbalizer} verbalizer, {p.num_trainable():,} trainable parameters."]
+    acc = p.info.metrics.get("test_accuracy") if isinstance(p.info.metrics, dict) else None
+    if isinstance(acc, (int, float)):
+        bits[-1] += f" Test accuracy {acc:.1%}."
+    return "\n\n".join(bits)
+
+
+def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_ms: float, notices: list[str],
+                   prompts_dir=None) -> str:
+    """Latency per stage and the prompt's size against the frozen LM's."""
+    p = engine.prompts[task]
+    n_p, n_lm = p.num_trainable(), engine.backbone.lm.num_params()
+    t = timings
+    lines = [
+        f"**Latency:** decode {t['decode']:.0f} ms · units {t['encode']:.0f} ms · prompted LM {t['lm']:.0f} ms · "
+        f"**total {t['total']:.0f} ms** (the no-prompt comparison below took {extra_ms:.0f} ms more)",
+        f"**This prompt:** {n_p:,} trainable parameters ({plots.human_bytes(prompt_bytes(p, prompts_dir))}) · "
+        f"**frozen LM:** {n_lm:,} parameters ({plots.human_bytes(lm_bytes(engine))}) — the prompt is "
+        f"{n_p / max(n_lm, 1):.2%} of the LM.",
+    ]
+    lines += [f"**Note:** {html.escape(n)}" for n in notices]
+    return "\n\n".join(lines)
+
+
+@user_errors
+def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None,
+             prompts_dir=None) -> TryOutputs:
+    """Classify one clip with one task and build every figure of the view."""
+    path = require_audio(audio_path)
+    eng = session_engine(engine, session)
+    if not task:
+        raise fail("Choose a task first." if eng.tasks else
+                       "No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
+    prompt = eng.get(task)
+    analysis = eng.analyze(readable(path), [task])
+    t0 = time.perf_counter()
+    base = eng.unprompted_distribution(analysis.units)
+    extra_ms = (time.perf_counter() - t0) * 1e3
+    pred = analysis.predictions[0]
+    V = pred.unit_probs.numel()
+    tokens = prompt.tokens.tolist() if prompt.verbalizer is None else []
+    return TryOutputs(
+        headline=plots.headline_html(pred.label, pred.confidence, prompt.info.title),
+        probs=plots.probs_figure(pred.labels, pred.probs),
+        facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices, prompts_dir),
+        signal=plots.signal_figure(analysis.audio, analysis.units),
+        strip=plots.unit_strip_html(analysis.units, V),
+        steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
+        verbalizer=plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs),
+    )
+
+
+def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
+    """Lay out the view and wire its events; returns the components other views update."""
+    choices = task_choices(engine)
+    first = choices[0][1] if choices else None
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=2, min_width=320):
+            task = gr.Dropdown(choices=choices, value=first, label="Task", elem_id="try-task")
+            card = gr.Markdown(task_card(engine, None, first), elem_classes=["task-card"])
+            audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Your clip",
+                             elem_id="try-audio")
+            clip_buttons = example_buttons("try")
+            run = gr.Button("Classify", variant="primary", elem_id="try-run")
+        with gr.Column(scale=3, min_width=360):
+            headline = gr.HTML(PLACEHOLDER, elem_id="try-headline")
+            probs = gr.Plot(label="Class probabilities", show_label=False, elem_id="try-probs")
+            facts = gr.Markdown(elem_classes=["facts"])
+    with gr.Accordion("What the model heard: spectrogram, pitch and units", open=True):
+        signal = gr.Plot(show_label=False, elem_id="try-signal")
+        strip = gr.HTML()
+    with gr.Accordion("How the prompt steers the frozen LM", open=True):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                steering = gr.Plot(show_label=False, elem_id="try-steering")
+            with gr.Column(scale=2):
+                verbalizer = gr.Plot(show_label=False, elem_id="try-verbalizer")
+        gr.Markdown("The LM's weights are identical in both rows: only the prompt vectors in front of the units, "
+                    "the key/value prefixes at every layer and the separator differ. The verbalizer then reads the "
+                    "bottom distribution and turns it into class scores.", elem_classes=["caption"])
+
+    outputs = [headline, probs, facts, signal, strip, steering, verbalizer]
+
+    def on_run(session: Session, audio_path: str | None, task_id: str | None) -> tuple:
+        return run_task(engine, session, audio_path, task_id, prompts_dir).as_tuple()
+
+    def on_task(session: Session, task_id: str | None) -> str:
+        return task_card(engine, session, task_id)
+
+    run.click(on_run, [state, audio, task], outputs, api_visibility="private")
+    task.change(on_task, [state, task], card, api_visibility="private", queue=False)
+    for button, path in clip_buttons:
+        button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
+            on_run, [state, audio, task], outputs, api_visibility="private")
+    return {"task": task, "card": card, "audio": audio}

@@ -1,0 +1,347 @@
+"""Train the prompt library and its baselines on the shipped backbone, and write docs/RESULTS.md.
+
+    python recipes/train_prompts.py                       # every task, SpeechPrompt v2 + all baselines
+    python recipes/train_prompts.py --tasks digits gender --variants v2 mfcc
+
+For each task of recipes/tasks.py (speaker-held-out train / val / test splits):
+  v2       SpeechPrompt v2: input prompt (5) + deep prompt + separator + learnable verbalizer  -> prompts/<task>/
+  shallow  input prompt only (SpeechPrompt v1-style shallow prompt), learnable verbalizer
+  freq     deep prompt with a fixed frequency verbalizer (SpeechPrompt v1's verbalizer)
+  finetune the whole unit LM fine-tuned (plus prompt and verbalizer): the upper baseline
+  mfcc     classic baseline: MFCC mean+std statistics -> standardised logistic regression (scikit-learn)
+Units of every clip are cached per backbone fingerprint, so variants and reruns only pay for encoding once.
+Results accumulate in docs/results.json; docs/RESULTS.md and docs/accuracy_vs_params.html are regenerated.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.audio import prepare  # noqa: E402
+from app.backbone import Backbone  # noqa: E402
+from app.metrics import accuracy, eer, macro_f1  # noqa: E402
+from app.prompts import PromptConfig, TaskInfo, save_prompt  # noqa: E402
+from app.tuning import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_prompt  # noqa: E402
+from app.units import Units  # noqa: E402
+from recipes.tasks import TASKS  # noqa: E402
+
+VARIANTS = ("v2", "shallow", "freq", "finetune", "mfcc")
+PROMPT_VARIANTS = {
+    "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable"),
+    "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable"),
+    "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
+}
+DOCS = ROOT / "docs"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------- unit cache
+def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: int = 0,
+                 seed: int = 0) -> tuple[list[Units], list[int], dict]:
+    """Units and label indices of a task split, at most ``cap`` clips (stratified; 0 = all), cached under the
+    encoder's fingerprint so that variants, reruns and a retrained LM reuse them."""
+    examples = task.examples(split)
+    if cap and len(examples) > cap:
+        examples = [e for e, _ in cap_stratified([(e, e.label) for e in examples], cap, seed)]
+    path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}.safetensors"
+    labels = [task.labels.index(e.label) for e in examples]
+    if path.exists():
+        t = load_file(str(path))
+        off = t["offsets"].tolist()
+        units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float())
+                 for a, b in zip(off[:-1], off[1:])]
+        if t["labels"].tolist() == labels:
+            return units, labels, json.loads(path.with_suffix(".json").read_text())
+    t0 = time.time()
+    units, seconds = [], 0.0
+    for i, e in enumerate(examples):
+        audio = prepare(e.audio)
+        seconds += audio.seconds
+        with torch.no_grad():
+            units.append(encoder(audio.wav))
+        if i and i % 500 == 0:
+            log(f"    {task.id}/{split}: encoded {i}/{len(examples)}")
+    off = np.cumsum([0] + [len(u) for u in units])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"ids": torch.cat([u.ids for u in units]).to(torch.int16),
+               "dur": torch.cat([u.durations for u in units]).to(torch.int16),
+               "pitch": torch.cat([u.pitch for u in units]).float(),
+               "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}, str(path))
+    stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
+             "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
+    path.with_suffix(".json").write_text(json.dumps(stats))
+    return units, labels, stats
+
+
+def split_cap(args, split: str) -> int:
+    return {"train": args.max_train, "val": args.max_val}.get(split, 0)
+
+
+def cap_stratified(items: list, n: int, seed: int) -> list:
+    """At most ``n`` items, keeping the label proportions (a seeded choice); all of them when n <= 0."""
+    if n <= 0 or len(items) <= n:
+        return items
+    rng = np.random.default_rng(seed)
+    labels = np.array([y for _, y in items])
+    keep: list[int] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep += rng.permutation(idx)[: max(1, round(n * len(idx) / len(items)))].tolist()
+    return [items[i] for i in sorted(keep)]
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def scores(task, probs: torch.Tensor, y: list[int]) -> dict:
+    pred = probs.argmax(1).tolist()
+    out = {"accuracy": round(accuracy(y, pred), 4), "macro_f1": round(macro_f1(y, pred, len(task.labels)), 4)}
+    if task.metric == "eer":
+        pos = task.labels.index("spoof")
+        out["eer"] = round(eer(probs[:, pos].tolist(), [t == pos for t in y]), 4)
+    return out
+
+
+def mfcc_features(examples) -> np.ndarray:
+    import torchaudio
+
+    mfcc = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=20, melkwargs={"n_mels": 40, "n_fft": 400,
+                                                                              "hop_length": 160})
+    feats = []
+    for e in examples:
+        m = mfcc(prepare(e.audio).wav)
+        d = torch.diff(m, dim=1) if m.shape[1] > 1 else torch.zeros_like(m)
+        feats.append(torch.cat([m.mean(1), m.std(1, unbiased=False), d.mean(1), d.std(1, unbiased=False)]).numpy())
+    return np.stack(feats)
+
+
+def run_mfcc(task, splits_needed) -> tuple[dict, dict]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    t0 = time.time()
+    ex = {s: task.examples(s) for s in splits_needed}
+    X = {s: mfcc_features(ex[s]) for s in splits_needed}
+    y = {s: [task.labels.index(e.label) for e in ex[s]] for s in splits_needed}
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
+    clf.fit(np.concatenate([X["train"], X["val"]]), y["train"] + y["val"])
+    out = {}
+    for s in splits_needed:
+        if s in ("train", "val"):
+            continue
+        probs = np.zeros((len(X[s]), len(task.labels)))
+        probs[:, clf.classes_] = clf.predict_proba(X[s])
+        out[s] = scores(task, torch.from_numpy(probs), y[s])
+    n_params = int(clf[-1].coef_.size + clf[-1].intercept_.size)
+    return out, {"trainable_params": n_params, "train_seconds": round(time.time() - t0, 1)}
+
+
+# ---------------------------------------------------------------------------------------------- one task
+def run_task(bb: Backbone, task, variants, args) -> dict:
+    eval_splits = [s for s in task.splits if s not in ("train", "val")]
+    data = {s: encode_split(bb.encoder, bb.encoder_fingerprint, task, s, args.cache, split_cap(args, s), args.seed)
+            for s in task.splits}
+    train = list(zip(data["train"][0], data["train"][1]))
+    val = list(zip(data["val"][0], data["val"][1]))
+    sizes = {s: data[s][2] for s in task.splits}
+    results: dict = {"title": task.title, "labels": list(task.labels), "metric": task.metric, "data": sizes}
+    lm = bb.lm
+    for variant in variants:
+        log(f"  {task.id}: {variant}")
+        torch.manual_seed(args.seed)
+        if variant == "mfcc":
+            out, extra = run_mfcc(task, task.splits)
+            results[variant] = {**out, **extra}
+            continue
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
+                          seed=args.seed, max_seconds=args.max_minutes * 60)
+        info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description)
+        prompt = new_prompt(lm, info, PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2"]), [u for u, _ in train],
+                            args.seed)
+        if variant == "finetune":
+            model, res = finetune(lm, prompt, train, val, cfg)
+            logits_fn, n_params = model, model.num_trainable()
+        else:
+            res = train_prompt(lm, prompt, train, val, cfg)
+            logits_fn, n_params = prompt_logits_fn(lm, prompt), prompt.num_trainable()
+        out = {}
+        for s in eval_splits:
+            probs = predict_proba(logits_fn, data[s][0])
+            out[s] = scores(task, probs, data[s][1])
+        row = {**out, "trainable_params": n_params, "train_seconds": round(res.seconds, 1),
+               "epochs_run": len(res.history), "best_epoch": res.best_epoch, "val_accuracy": res.best_val_acc,
+               "train_accuracy": round(res.train_acc, 4)}
+        if variant == "v2":
+            test = out["test"]
+            info.metrics = {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+                            **({"test_eer": test["eer"]} if "eer" in test else {}),
+                            **({f"{s}_accuracy": out[s]["accuracy"] for s in eval_splits if s != "test"}),
+                            "val_accuracy": res.best_val_acc, "train_seconds": round(res.seconds, 1),
+                            "epochs_run": len(res.history)}
+            info.training_data = (f"{sizes['train']['clips']} train / {sizes['val']['clips']} val / "
+                                  f"{sizes['test']['clips']} test clips ({sizes['train']['speakers']} training "
+                                  f"speakers or voices; test speakers never heard in training). Built by "
+                                  f"recipes/tasks.py.")
+            folder = save_prompt(prompt, args.out / task.id, bb.id, bb.fingerprint)
+            row["bytes"] = (folder / "prompt.safetensors").stat().st_size
+        results[variant] = row
+        log(f"    {variant}: {json.dumps(out)} ({n_params:,} params, {res.seconds:.0f} s, {len(res.history)} epochs)")
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- reports
+def headline(r: dict, metric: str) -> float | None:
+    if r is None or "test" not in r:
+        return None
+    return r["test"]["eer"] if metric == "eer" else r["test"]["accuracy"]
+
+
+def write_reports(all_results: dict, bb: Backbone) -> None:
+    names = {"v2": "SpeechPrompt v2", "shallow": "input prompt only", "freq": "deep + freq verbalizer",
+             "finetune": "full fine-tuning", "mfcc": "MFCC + logistic regression"}
+    lines = [
+        "# Results: the prompt library on our backbone",
+        "",
+        f"Backbone `{bb.id}` (fingerprint `{bb.fingerprint}`), frozen unit LM of {bb.lm.num_params():,} parameters.",
+        "Every number is on a test split whose speakers (or synthetic voices) were never in training.",
+        "Reproduce everything (prompts, this table, the chart): `python recipes/train_prompts.py`.",
+        "",
+        "## SpeechPrompt v2 prompts (shipped in prompts/)",
+        "",
+        "| task | labels | test accuracy | macro-F1 | other | trainable params | bytes | train s | train / val / test clips |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for tid, r in all_results.items():
+        v = r.get("v2")
+        if not v:
+            continue
+        other = []
+        if "eer" in v["test"]:
+            other.append(f"EER {v['test']['eer']:.3f}")
+        for s, m in v.items():
+            if isinstance(m, dict) and s not in ("test",) and "accuracy" in m:
+                other.append(f"{s} acc {m['accuracy']:.3f}")
+        d = r["data"]
+        lines.append(f"| {tid} | {len(r['labels'])} | {v['test']['accuracy']:.3f} | {v['test']['macro_f1']:.3f} | "
+                     f"{'; '.join(other)} | {v['trainable_params']:,} | {v.get('bytes', '')} | {v['train_seconds']} | "
+                     f"{d['train']['clips']} / {d['val']['clips']} / {d['test']['clips']} |")
+    lines += ["", "## Baselines on the same splits (test accuracy; EER for fake, lower is better)", "",
+              "| task | " + " | ".join(names[k] for k in VARIANTS) + " |", "|---" * (len(VARIANTS) + 1) + "|"]
+    for tid, r in all_results.items():
+        cells = []
+        for k in VARIANTS:
+            h = headline(r.get(k), r["metric"])
+            cells.append("" if h is None else f"{h:.3f} ({r[k]['trainable_params']:,})")
+        lines.append(f"| {tid} | " + " | ".join(cells) + " |")
+    lines += ["", "Parameters in brackets are the trainable parameters of each method.", ""]
+    v2_acc = [r["v2"]["test"]["accuracy"] for r in all_results.values() if "v2" in r and "finetune" in r]
+    ft_acc = [r["finetune"]["test"]["accuracy"] for r in all_results.values() if "v2" in r and "finetune" in r]
+    if v2_acc:
+        lines += [f"Mean test accuracy over the {len(v2_acc)} tasks with both: SpeechPrompt v2 "
+                  f"{np.mean(v2_acc):.3f}, full fine-tuning {np.mean(ft_acc):.3f} "
+                  f"(difference {100 * (np.mean(v2_acc) - np.mean(ft_acc)):+.1f} points).", ""]
+    lines += ["Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
+    (DOCS / "RESULTS.md").write_text("\n".join(lines))
+    write_chart(all_results, names)
+
+
+def write_chart(all_results: dict, names: dict) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for k in VARIANTS:
+        xs, ys, text = [], [], []
+        for tid, r in all_results.items():
+            if k in r and r["metric"] != "eer" and "test" in r[k]:
+                xs.append(r[k]["trainable_params"])
+                ys.append(r[k]["test"]["accuracy"])
+                text.append(tid)
+        if xs:
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers+text", name=names[k], text=text,
+                                     textposition="top center"))
+    fig.update_layout(title="Test accuracy against trainable parameters (unseen speakers)",
+                      xaxis=dict(type="log", title="trainable parameters (log scale)"),
+                      yaxis=dict(title="test accuracy", range=[0, 1.05]), template="plotly_white")
+    fig.write_html(DOCS / "accuracy_vs_params.html", include_plotlyjs="cdn")
+
+
+def encode_only(args) -> None:
+    from app.backbone import encoder_fingerprint
+    from app.dense import build_dense
+    from app.units import SpeechEncoder
+
+    config = json.loads((args.encode_only / "config-encoder.json").read_text())
+    dense = build_dense(config["dense"])
+    dense.load_state_dict({k[len("dense."):]: v.float() for k, v in
+                           load_file(str(args.encode_only / "dense.safetensors")).items()})
+    centroids = load_file(str(args.encode_only / "centroids.safetensors"))["centroids"]
+    encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"]).eval()
+    fp = encoder_fingerprint(config, encoder)
+    for tid in args.tasks:
+        task = TASKS[tid]
+        if task.missing_data():
+            continue
+        for s in task.splits:
+            _, _, stats = encode_split(encoder, fp, task, s, args.cache, split_cap(args, s), args.seed)
+            log(f"{tid}/{s}: {stats}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", nargs="*", default=list(TASKS))
+    ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--backbone", default=None)
+    ap.add_argument("--out", type=Path, default=ROOT / "prompts")
+    ap.add_argument("--cache", type=Path, default=Path("/work/cache/units"))
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--max-train", type=int, default=1000, help="cap training clips per task (stratified), 0 = all")
+    ap.add_argument("--max-val", type=int, default=300, help="cap validation clips per task (stratified), 0 = all")
+    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--patience", type=int, default=6)
+    ap.add_argument("--max-minutes", type=float, default=6.0, help="wall-clock cap per training run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
+                    help="only cache task units, with the encoder of an unfinished backbone recipe's work dir "
+                         "(its config-encoder.json + centroids), e.g. while the LM is still training")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.encode_only:
+        encode_only(args)
+        return
+    bb = Backbone.load(args.backbone)
+    DOCS.mkdir(exist_ok=True)
+    results_path = DOCS / "results.json"
+    all_results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    if any(r.get("fingerprint") != bb.fingerprint for r in all_results.values()):
+        all_results = {}  # results of another backbone are not comparable
+    for tid in args.tasks:
+        task = TASKS[tid]
+        if task.missing_data():
+            log(f"{tid}: skipped, missing {task.missing_data()}")
+            continue
+        log(f"{tid}: {task.title}")
+        r = run_task(bb, task, args.variants, args)
+        merged = {**all_results.get(tid, {}), **r, "fingerprint": bb.fingerprint}
+        all_results[tid] = merged
+        results_path.write_text(json.dumps(all_results, indent=1) + "\n")
+        write_reports(all_results, bb)
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""A real browser (headless Chromium through Playwright) uploads a clip, records one through a fake microphone,
+and gets predictions back. Saves docs/screenshots/try.png. Needs /usr/bin/chromium (CI installs it)."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from playwright import sync_api
+
+from app.ui import build_ui, launch_options
+from app.ui.common import examples
+
+from .conftest import KINDS, tone_clip
+from .ui_engine import free_port, ui_engine, write_tone
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+TIMEOUT_MS = 60_000
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def url():
+    demo = build_ui(ui_engine(), None)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    with sync_api.sync_playwright() as p:
+        yield p
+
+
+def _headline(page) -> str:
+    """Wait for a prediction in the headline and return the predicted label."""
+    label = page.locator("#try-headline .headline-label")
+    label.wait_for(timeout=TIMEOUT_MS)
+    return label.inner_text().strip()
+
+
+def test_upload_a_clip_and_classify(url, playwright, tmp_path):
+    clip = write_tone(tmp_path / "chirp.wav", "chirp", 11)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        outside: list[str] = []
+        page.on("request", lambda r: outside.append(r.url)
+                if not re.match(r"^(https?://127\.0\.0\.1[:/]|data:|blob:)", r.url) else None)
+        page.goto(url)
+        audio = page.locator("#try-audio")
+        audio.get_by_role("button", name="Upload file").click()
+        audio.locator("input[type=file]").set_input_files(str(clip))
+        audio.locator(".play-pause-button").wait_for(timeout=TIMEOUT_MS)  # the player shows the uploaded clip
+        page.locator("#try-run").click()
+        page.locator("#try-probs .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        label = _headline(page)
+        assert label == ui_engine().classify(str(clip), "tones").label
+        page.locator("#try-signal .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#try-steering .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        tokens = page.locator(".unit-tok")
+        assert tokens.count() > 0
+        assert re.match(r"unit \d+ · starts 0\.00 s · \d+ ms · ", tokens.first.get_attribute("title"))
+        assert "Latency" in page.locator(".facts").first.inner_text()
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(SCREENSHOTS / "try.png"), full_page=True)
+        assert outside == [], f"the page fetched from outside the server: {outside[:3]}"
+    finally:
+        browser.close()
+
+
+def test_record_through_the_microphone(url, playwright, tmp_path):
+    wav = tmp_path / "mic.wav"
+    sound = np.concatenate([tone_clip("high", seed=4, seconds=3.0, sr=48000)] * 2)
+    sf.write(wav, sound, 48000, subtype="PCM_16")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}"])
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"])
+        page = context.new_page()
+        page.goto(url)
+        audio = page.locator("#try-audio")
+        audio.locator("button.record-button").click()
+        page.wait_for_timeout(2500)
+        audio.locator("button.stop-button").first.click()
+        audio.locator(".play-pause-button").wait_for(timeout=TIMEOUT_MS)  # the recording is now the value
+        page.locator("#try-run").click()
+        assert _headline(page) in KINDS  # a non-silent recording reached the server and was classified
+        page.locator("#try-signal .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        title = page.locator("#try-signal .gtitle").text_content()
+        seconds = float(re.search(r"from ([\d.]+) s of audio", title).group(1))
+        assert 1.0 <= seconds <= 6.0, f"about 2.5 s were recorded, the server analysed {seconds} s"
+        assert "Latency" in page.locator(".facts").first.inner_text()
+    finally:
+        browser.close()
+
+
+def test_example_button_runs_in_one_click(url, playwright):
+    if not examples():
+        pytest.skip("no bundled example clips (python recipes/examples.py makes them)")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#try-example-0").click()
+        assert _headline(page) in KINDS
+    finally:
+        browser.close()
+
+
+def test_training_in_the_browser_is_private_to_the_visitor(url, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        alice = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        alice.goto(url)
+        alice.get_by_role("tab", name="Train a prompt").click()
+        alice.locator("#train-bundled").click()
+        ready = alice.locator("#train-status td", has_text="ready")
+        sync_api.expect(ready).to_have_count(3, timeout=TIMEOUT_MS)  # yes, no, stop: 5 clips each
+        alice.locator("#train-run").click()
+        alice.locator("#train-download").wait_for(timeout=TIMEOUT_MS)
+        assert "Trained" in alice.locator("#train-log").inner_text()
+        alice.locator("#train-curve .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        sync_api.expect(alice.locator("#train-run")).to_be_enabled(timeout=TIMEOUT_MS)
+        sync_api.expect(alice.locator("#train-run")).to_have_text("Train the prompt")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        alice.screenshot(path=str(SCREENSHOTS / "train.png"), full_page=True)
+        alice.get_by_role("tab", name="Try a task").click()
+        assert "My words" in alice.locator("#try-task input").input_value()
+        bob = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        bob.goto(url)
+        bob.locator("#try-task input").click()
+        bob.locator("#try-task [data-testid=dropdown-option]").first.wait_for(timeout=TIMEOUT_MS)
+        options = " | ".join(bob.locator("#try-task [data-testid=dropdown-option]").all_inner_texts())
+        assert "Tone shape" in options and "My words" not in options
+        alice.locator("#try-task input").click()
+        mine = " | ".join(alice.locator("#try-task [data-testid=dropdown-option]").all_inner_texts())
+        assert "My words" in mine
+    finally:
+        browser.close()

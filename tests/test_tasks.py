@@ -1,0 +1,150 @@
+"""The task data sets of recipes/tasks.py: definitions and held-out splits, without generating the big sets.
+
+Offline. Tasks whose shared data folder is missing are skipped; the one synthesis test needs espeak-ng.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from recipes import tasks as T
+
+IDS = ("digits", "commands", "ar_commands", "lt_commands", "language", "emotion", "gender", "speaker", "fake",
+       "accent", "intent", "question")
+
+
+def _need(task: T.Task) -> None:
+    missing = task.missing_data()
+    if missing:
+        pytest.skip(f"{task.id}: shared data missing: {', '.join(missing)}")
+
+
+def _fake_sentence(lang: str, n_words: int, rng: np.random.Generator) -> str:
+    """Stands in for synth.sentence (no word lists needed): distinct word sequences per draw."""
+    return " ".join(f"w{int(rng.integers(10_000))}" for _ in range(n_words)).capitalize() + "."
+
+
+def test_registry_and_labels():
+    assert tuple(T.TASKS) == IDS
+    for tid, task in T.TASKS.items():
+        assert task.id == tid and task.title and len(task.description) > 80
+        assert len(task.labels) >= 2 and len(set(task.labels)) == len(task.labels)
+        assert task.splits[:3] == T.SPLITS
+    assert T.TASKS["digits"].labels == tuple("0123456789")
+    assert T.TASKS["emotion"].labels == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
+                                         "surprised")
+    assert T.TASKS["language"].labels == ("de", "en", "es", "fr", "it", "ru")
+    assert T.TASKS["language"].splits == ("train", "val", "test", "real")
+    assert T.TASKS["fake"].labels == ("bonafide", "spoof") and T.TASKS["fake"].metric == "eer"
+    assert 10 <= len(T.INTENTS) <= 31
+    assert all(re.fullmatch(r"[a-z ]+\|\w+\|\w+", i) for i in T.INTENTS)
+
+
+@pytest.mark.parametrize("tid,folder", [("commands", "speech_commands"), ("ar_commands", "ar_commands"),
+                                        ("lt_commands", "lt_commands"), ("language", "voxforge")])
+def test_labels_are_the_folder_names(tid, folder):
+    root = T.DATA / folder
+    if not root.is_dir():
+        pytest.skip(f"{root} missing")
+    assert set(T.TASKS[tid].labels) == {d.name for d in root.iterdir() if d.is_dir()}
+
+
+def test_variant_partition():
+    parts = [set(T.VARIANTS[s]) for s in T.SPLITS]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    for s in ("val", "test"):  # both genders among the held-out voices
+        assert set(T.VARIANTS[s]) & T.FEMALE_VARIANTS and set(T.VARIANTS[s]) - T.FEMALE_VARIANTS
+
+    def family(v):
+        return "default" if v is None else v if re.fullmatch(r"[mf]\d", v) else re.sub(r"\d+$", "", v)
+    fams = [{family(v) for v in p} for p in parts]
+    assert not (fams[0] & fams[2] or fams[0] & fams[1] or fams[1] & fams[2])
+
+
+@pytest.mark.parametrize("tid", ["digits", "commands", "ar_commands", "lt_commands", "emotion", "gender",
+                                 "intent"])
+def test_train_and_test_speakers_are_disjoint(tid, monkeypatch):
+    task = T.TASKS[tid]
+    _need(task)
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    train, val, test = (task.clips(s) for s in T.SPLITS)
+    spk = [{c.speaker for c in part} for part in (train, val, test)]
+    assert not spk[0] & spk[2], f"{tid}: test speakers in train: {sorted(spk[0] & spk[2])[:5]}"
+    assert not spk[0] & spk[1]
+    assert len(train) <= T.MAX_TRAIN and test
+    assert {c.label for c in train} == set(task.labels)
+    assert {c.label for c in test} <= set(task.labels)
+    for split, part in zip(T.SPLITS, (train, val, test)):
+        for c in part:
+            assert c.source in ("real", "synth") and (c.path or c.recipe)
+            if c.source == "synth":  # synthetic voices come from the split's own variants
+                assert c.recipe.variant in T.VARIANTS[split]
+
+
+def test_digits_test_is_the_held_out_real_speaker():
+    task = T.TASKS["digits"]
+    _need(task)
+    test = task.clips("test")
+    assert {c.source for c in test} == {"real"} and len({c.speaker for c in test}) >= 1
+
+
+def test_speaker_task_splits_takes_not_speakers():
+    task = T.TASKS["speaker"]
+    _need(task)
+    files = [{c.path for c in task.clips(s)} for s in T.SPLITS]
+    assert not (files[0] & files[2] or files[0] & files[1])
+    for s in T.SPLITS:
+        clips = task.clips(s)
+        assert {c.label for c in clips} == set(task.labels)
+        assert {c.label for c in clips} == {c.speaker.split(":")[1] for c in clips}
+
+
+def test_language_real_split_is_voxforge_only(monkeypatch):
+    task = T.TASKS["language"]
+    _need(task)
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    real = task.clips("real")
+    assert real and {c.source for c in real} == {"real"} and {c.label for c in real} == set(task.labels)
+    assert {c.source for c in task.clips("train")} == {"synth"}
+
+
+def test_question_pairs_differ_only_in_punctuation(monkeypatch):
+    _need(T.TASKS["question"])
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    clips = T.TASKS["question"].clips("test")
+    for a, b in zip(clips[::2], clips[1::2]):
+        assert (a.label, b.label) == ("statement", "question")
+        assert a.recipe.text[:-1] == b.recipe.text[:-1] and (a.recipe.text[-1], b.recipe.text[-1]) == (".", "?")
+        assert a.recipe.variant == b.recipe.variant and a.recipe.augment == b.recipe.augment
+    train_texts = {c.recipe.text for c in T.TASKS["question"].clips("train")}
+    assert not train_texts & {c.recipe.text for c in clips}
+
+
+def test_intent_text_names_the_location():
+    rng = np.random.default_rng(0)
+    for intent in T.INTENTS:
+        loc = intent.split("|")[2]
+        for _ in range(10):
+            text = T._intent_text(intent, rng)
+            assert ("kitchen" in text or "bedroom" in text) == (loc != "none"), (intent, text)
+            if loc != "none":
+                assert loc in text
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_synthetic_clips_are_cached_16k_flac_and_deterministic(tmp_path):
+    task = T.TASKS["intent"]
+    _need(task)
+    clips = task.clips("test")[:2]
+    assert T.make("intent", "test", clips, tmp_path) == 2
+    assert T.make("intent", "test", clips, tmp_path) == 0  # resumable: nothing left to do
+    path = T.cache_path("intent", "test", clips[0], tmp_path)
+    wav, sr = sf.read(path)
+    assert sr == 16_000 and wav.ndim == 1 and 0.3 < len(wav) / sr < 10
+    assert path.suffix == ".flac" and str(path).startswith(str(tmp_path / "intent" / "test"))
+    again = clips[0].recipe.render()
+    assert np.allclose(again, wav, atol=1 / 32768 + 1e-6)

@@ -1,0 +1,462 @@
+"""Every UI event function, called directly with a tiny engine (no server, no browser)."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from app.prompts import load_prompt, verbalizer_input
+from app.ui import all_view, api, build_ui, how_view, plots, train_data, train_run, try_view
+from app.ui.common import (EXAMPLES_DIR, Session, cleanup_session, examples, prompt_bytes,
+                           session_engine, task_choices)
+from app.ui.media import readable
+from app.ui.server import launch_kwargs, parse_args
+
+from .conftest import KINDS
+from .ui_engine import TASKS, ui_engine, write_tone
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return ui_engine()
+
+
+@pytest.fixture
+def clip(tmp_path) -> str:
+    return str(write_tone(tmp_path / "chirp.wav", "chirp"))
+
+
+@pytest.fixture
+def bad_file(tmp_path) -> str:
+    p = tmp_path / "notes.wav"
+    p.write_text("this is not audio")
+    return str(p)
+
+
+def _bars(fig, i=0):
+    return fig.data[i]
+
+
+# ------------------------------------------------------------------ Try a task
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_run_task_builds_every_figure(engine, clip, task):
+    out = try_view.run_task(engine, Session(), clip, task)
+    pred = engine.classify(clip, task)
+    assert pred.label in out.headline and f"{pred.confidence:.0%}" in out.headline
+    # Probabilities sorted descending, winner highlighted.
+    bars = _bars(out.probs)
+    assert list(bars.x) == sorted(bars.x, reverse=True)
+    assert bars.y[0] == pred.label and bars.marker.color[0] == plots.ACCENT
+    assert set(bars.marker.color[1:]) <= {plots.MUTED}
+    assert abs(sum(bars.x) - 1) < 1e-4
+    # Units drawn as segments that tile the clip, one per unit, with the token strip matching.
+    _, units = engine.encode(clip)
+    seg = [t for t in out.signal.data if t.type == "bar"][0]
+    assert len(seg.x) == len(units)
+    assert abs(sum(seg.width) - float(units.durations.sum()) / units.frame_rate) < 1e-6
+    assert [int(t) for t in seg.text] == units.ids.tolist()
+    assert out.strip.count('class="unit-tok"') == len(units)
+    assert "starts 0.00 s" in out.strip
+    assert any(t.type == "heatmap" for t in out.signal.data)
+    pitch = [t for t in out.signal.data if t.name == "pitch"][0]
+    assert len(pitch.x) == units.frame_pitch.numel()
+    # Steering: the unprompted and prompted next-unit distributions, each a full distribution.
+    base, prompted = out.steering.data[0], out.steering.data[1]
+    V = engine.backbone.lm.config.vocab_size
+    assert len(base.y) == len(prompted.y) == V
+    assert abs(sum(base.y) - 1) < 1e-4 and abs(sum(prompted.y) - 1) < 1e-4
+    assert torch.allclose(torch.tensor(prompted.y), pred.unit_probs, atol=1e-5)
+    assert torch.allclose(torch.tensor(base.y), engine.unprompted_distribution(units), atol=1e-5)
+    # Facts: latency and parameter counts.
+    assert "Latency" in out.facts and f"{engine.prompts[task].num_trainable():,}" in out.facts
+    assert f"{engine.backbone.lm.num_params():,}" in out.facts
+    assert len(out.as_tuple()) == 7
+
+
+def test_learnable_verbalizer_figure_shows_weight_times_input(engine, clip):
+    prompt = engine.prompts["tones"]
+    pred = engine.classify(clip, "tones")
+    fig = plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs)
+    x = verbalizer_input(torch.log(pred.unit_probs)[None])[0]
+    winner = int(pred.probs.argmax())
+    contrib = prompt.verbalizer.weight[winner] * x
+    top = contrib.abs().argsort(descending=True)[:6]
+    first = fig.data[0]  # the most likely class comes first
+    assert [float(v) for v in first.x] == pytest.approx(contrib[top].tolist(), abs=1e-4)
+    assert len(fig.data) == 3
+    # The contributions plus the bias are the class logit (up to the units not shown).
+    full = float(contrib.sum() + prompt.verbalizer.bias[winner])
+    logits = prompt.classify(torch.log(pred.unit_probs)[None])[0]
+    assert full == pytest.approx(float(logits[winner]), abs=1e-3)
+
+
+def test_fixed_verbalizer_figure_shows_class_tokens(engine, clip):
+    prompt = engine.prompts["tones-freq"]
+    pred = engine.classify(clip, "tones-freq")
+    fig = plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs)
+    assert list(fig.data[0].y) == pytest.approx([float(pred.unit_probs[t]) for t in prompt.tokens])
+    assert all(f"unit {t}" in x for t, x in zip(prompt.tokens.tolist(), fig.data[0].x))
+    assert int(np.argmax(fig.data[0].y)) == int(pred.probs.argmax())
+
+
+def test_run_task_errors_are_clear(engine, clip, bad_file, tmp_path):
+    with pytest.raises(gr.Error, match="Record or upload"):
+        try_view.run_task(engine, Session(), None, "tones")
+    with pytest.raises(gr.Error, match="Choose a task"):
+        try_view.run_task(engine, Session(), clip, None)
+    with pytest.raises(gr.Error, match="Unknown task"):
+        try_view.run_task(engine, Session(), clip, "nope")
+    with pytest.raises(gr.Error, match="Invalid task id"):
+        try_view.run_task(engine, Session(), clip, "../etc")
+    with pytest.raises(gr.Error, match="Could not read notes.wav"):
+        try_view.run_task(engine, Session(), bad_file, "tones")
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    with pytest.raises(gr.Error, match="silent"):
+        try_view.run_task(engine, Session(), str(silent), "tones")
+
+
+def test_long_clip_notice_reaches_the_page(engine, tmp_path):
+    p = tmp_path / "long.wav"
+    t = np.arange(16000 * 31) / 16000
+    sf.write(p, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 16000)
+    out = try_view.run_task(engine, Session(), str(p), "tones")
+    assert "only the first 30 s" in out.facts
+
+
+def test_browser_recording_at_44k_stereo_works(engine, tmp_path):
+    p = tmp_path / "mic.wav"
+    from .conftest import tone_clip
+
+    mono = tone_clip("high", seed=3, sr=44100)
+    sf.write(p, np.stack([mono, mono], 1), 44100)
+    out = try_view.run_task(engine, Session(), str(p), "tones")
+    assert engine.classify(str(p), "tones").label in out.headline
+
+
+def test_task_card_describes_the_task(engine):
+    card = try_view.task_card(engine, None, "tones")
+    assert "Tone shape (learnable)" in card and "`low` `high` `chirp`" in card
+    assert "Test accuracy 90.0%" in card and "learnable verbalizer" in card
+    assert "Choose a task" in try_view.task_card(engine, None, None)
+    from app.engine import Engine
+
+    assert "No task prompts" in try_view.task_card(Engine(engine.backbone), None, None)
+
+
+# ------------------------------------------------------------------ All tasks at once
+
+
+def test_run_all_matches_single_tasks_and_tells_storage(engine, clip, tmp_path):
+    out = all_view.run_all(engine, Session(), clip)
+    assert len(out.rows) == len(engine.tasks)
+    for row, task in zip(out.rows, engine.tasks):
+        pred = engine.classify(clip, task)
+        assert row[0] == engine.prompts[task].info.title
+        assert row[1] == pred.label and row[2] == f"{pred.confidence:.0%}"
+    assert f"{len(engine.tasks)} tasks in one batched pass" in out.timing
+    # Storage figures come from real sizes: the serialised prompt equals the file save_prompt writes.
+    from app.prompts import save_prompt
+
+    for t in engine.tasks:
+        save_prompt(engine.prompts[t], tmp_path / t, engine.backbone.id, engine.backbone.fingerprint)
+        on_disk = (tmp_path / t / "prompt.safetensors").stat().st_size
+        assert prompt_bytes(engine.prompts[t], tmp_path) == on_disk
+        assert abs(prompt_bytes(engine.prompts[t]) - on_disk) < 64
+    total = sum(prompt_bytes(engine.prompts[t]) for t in engine.tasks)
+    assert list(out.storage_fig.data[0].y) == [total, engine.backbone.lm.num_params() * 4,
+                                               len(engine.tasks) * engine.backbone.lm.num_params() * 4]
+    assert f"{len(engine.tasks)} task prompts" in out.storage
+
+
+def test_run_all_errors(engine, bad_file):
+    with pytest.raises(gr.Error, match="Record or upload"):
+        all_view.run_all(engine, Session(), "")
+    with pytest.raises(gr.Error, match="Could not read"):
+        all_view.run_all(engine, Session(), bad_file)
+    from app.engine import Engine
+
+    with pytest.raises(gr.Error, match="No task prompts"):
+        all_view.run_all(Engine(engine.backbone), Session(), bad_file)
+
+
+# ------------------------------------------------------------------ Train a prompt
+
+
+def test_parse_classes_limits():
+    assert train_data.parse_classes(" yes, no ,\nstop ") == ["yes", "no", "stop"]
+    for bad, msg in [("yes", "at least 2"), (",".join(map(str, range(11))), "At most 10"),
+                     ("yes, Yes", "different"), ("a, " + "b" * 41, "under 40"), ("a|b, c", "may not contain"),
+                     ("<b>x</b>, y", "may not contain")]:
+        with pytest.raises(gr.Error, match=msg):
+            train_data.parse_classes(bad)
+
+
+def test_add_examples_counts_warns_and_cleans_uploads(engine, tmp_path, bad_file, monkeypatch):
+    monkeypatch.setattr(train_data, "get_upload_folder", lambda: str(tmp_path))
+    s = Session()
+    with pytest.raises(gr.Error, match="Set the classes"):
+        train_data.add_examples(engine, s, "low", str(write_tone(tmp_path / "a.wav")), None)
+    s, status, names = train_data.set_classes(s, "low, high")
+    assert names == ["low", "high"] and "needs 3 more" in status
+    rec = write_tone(tmp_path / "rec.wav", "low", 1)
+    files = [str(write_tone(tmp_path / f"f{i}.wav", "low", 10 + i)) for i in range(2)] + [bad_file]
+    s, status, warnings = train_data.add_examples(engine, s, "low", str(rec), files)
+    assert len(s.examples["low"]) == 3 and "| low | 3 | ✓ ready |" in status
+    assert len(warnings) == 1 and "notes.wav" in warnings[0]
+    assert not rec.exists() and not Path(files[0]).exists(), "consumed uploads are removed"
+    with pytest.raises(gr.Error, match="which class"):
+        train_data.add_examples(engine, s, "nope", None, files)
+    with pytest.raises(gr.Error, match="Record a clip"):
+        train_data.add_examples(engine, s, "low", None, [])
+    with pytest.raises(gr.Error, match="At most 30 files"):
+        train_data.add_examples(engine, s, "low", None, ["x.wav"] * 31)
+    # Renaming classes keeps examples of classes that stay.
+    s, status, _ = train_data.set_classes(s, "low, chirp")
+    assert len(s.examples["low"]) == 3 and s.examples["chirp"] == []
+    s, status = train_data.clear_examples(s)
+    assert s.examples == {"low": [], "chirp": []}
+
+
+def test_add_examples_never_deletes_outside_the_upload_folder(engine, tmp_path):
+    s = Session()
+    train_data.set_classes(s, "low, high")
+    keep = write_tone(tmp_path / "mine.wav", "low")
+    train_data.add_examples(engine, s, "low", str(keep), None)
+    assert keep.exists()
+
+
+def test_add_examples_caps_each_class(engine, tmp_path, monkeypatch):
+    monkeypatch.setattr(train_data, "MAX_PER_CLASS", 4)
+    s = Session()
+    train_data.set_classes(s, "low, high")
+    files = [str(write_tone(tmp_path / f"f{i}.wav", "low", i)) for i in range(6)]
+    s, _, warnings = train_data.add_examples(engine, s, "low", None, files)
+    assert len(s.examples["low"]) == 4 and "already has 4" in warnings[0]
+
+
+def test_bundled_training_set_loads():
+    s, text, status = train_data.load_bundled(ui_engine(), Session())
+    assert text == "no, stop, yes" and s.classes == ["no", "stop", "yes"]
+    assert all(len(s.examples[c]) >= train_data.MIN_PER_CLASS for c in s.classes)
+    assert train_data.ready(s) and status.count("✓ ready") == 3
+
+
+def _trained_session(engine, title="Tone words", verbalizer="learnable", visitor="v1", **kw):
+    s = Session()
+    train_data.set_classes(s, "low, high")
+    for c in ("low", "high"):
+        s.examples[c] = [engine.encode(torch.from_numpy(_tone(c, i)), 16000)[1] for i in range(3)]
+    updates = list(train_run.train(engine, s, title, 4, verbalizer, True, visitor, **kw))
+    return s, updates
+
+
+def _tone(kind, seed):
+    from .conftest import tone_clip
+
+    return tone_clip(kind, seed=seed)
+
+
+def test_train_streams_epochs_and_keeps_the_lm_frozen(engine, tmp_path):
+    lm_before = {k: v.clone() for k, v in engine.backbone.lm.state_dict().items()}
+    tasks_before = list(engine.tasks)
+    calls = []
+    s, updates = _trained_session(engine, progress=lambda frac, desc="": calls.append(frac))
+    assert updates[0].history == [] and "Training **Tone words**" in updates[0].status
+    epochs = updates[1:-1]
+    assert epochs and [u.history[-1]["epoch"] for u in epochs] == list(range(1, len(epochs) + 1))
+    assert len(epochs[-1].curve.data[0].x) == len(epochs)
+    final = updates[-1]
+    assert final.done and final.task == "tone-words" and "✓ Trained" in final.status
+    assert calls and calls[0] == 0.0 and all(0 <= c <= 1 for c in calls)
+    for k, v in engine.backbone.lm.state_dict().items():
+        assert torch.equal(v, lm_before[k])
+    assert engine.tasks == tasks_before, "a visitor's prompt never enters the shared engine"
+    assert s.prompts["tone-words"].labels == ["low", "high"] and s.last_task == "tone-words"
+    # The download: a zip that unpacks into a valid prompt folder for this backbone.
+    with zipfile.ZipFile(final.zip_path) as z:
+        assert sorted(z.namelist()) == ["tone-words/prompt.safetensors", "tone-words/task.json"]
+        z.extractall(tmp_path)
+    loaded = load_prompt(tmp_path / "tone-words", engine.backbone.lm.config, engine.backbone.fingerprint)
+    assert loaded.labels == ["low", "high"]
+    meta = json.loads((tmp_path / "tone-words" / "task.json").read_text())
+    assert meta["metrics"]["epochs_run"] == len(epochs)
+    # Test it right away.
+    head, fig = train_run.test_clip(engine, s, str(write_tone(tmp_path / "t.wav", "low", 99)))
+    assert "Tone words" in head and set(fig.data[0].y) == {"low", "high"}
+    # It is in this visitor's task list, and only theirs.
+    assert ("★ Tone words (tone-words, yours)", "tone-words") in task_choices(engine, s)
+    assert "tone-words" not in dict((v, k) for k, v in task_choices(engine, Session()))
+    out = try_view.run_task(engine, s, str(tmp_path / "t.wav"), "tone-words")
+    assert "Tone words" in out.headline
+    with pytest.raises(gr.Error, match="Unknown task"):
+        try_view.run_task(engine, Session(), str(tmp_path / "t.wav"), "tone-words")
+    assert len(all_view.run_all(engine, s, str(tmp_path / "t.wav")).rows) == len(engine.tasks) + 1
+    folder = Path(s.workdir)
+    cleanup_session(s)
+    assert not folder.exists()
+
+
+def test_train_with_a_fixed_verbalizer_and_time_budget(engine):
+    s, updates = _trained_session(engine, "Fixed", verbalizer="random", visitor="v2", max_seconds=0.0)
+    assert updates[-1].done and "budget ran out" in updates[-1].status and len(updates) == 3
+    assert s.prompts["fixed"].verbalizer is None
+
+
+def test_train_refuses_bad_requests(engine):
+    s = Session()
+    with pytest.raises(gr.Error, match="at least 3 examples"):
+        next(train_run.train(engine, s, "x", 5, "learnable", True, "v3"))
+    train_data.set_classes(s, "low, high")
+    s.examples = {c: [engine.encode(torch.from_numpy(_tone(c, i)), 16000)[1] for i in range(3)]
+                  for c in ("low", "high")}
+    with pytest.raises(gr.Error, match="under 60"):
+        next(train_run.train(engine, s, "x" * 61, 5, "learnable", True, "v3"))
+    with pytest.raises(gr.Error, match="verbalizer must be"):
+        next(train_run.train(engine, s, "x", 5, "bogus", True, "v3"))
+    train_run._ACTIVE.add("busy-visitor")
+    try:
+        with pytest.raises(gr.Error, match="already have a training run"):
+            next(train_run.train(engine, s, "x", 5, "learnable", True, "busy-visitor"))
+    finally:
+        train_run._ACTIVE.discard("busy-visitor")
+    assert "v3" not in train_run._ACTIVE
+    with pytest.raises(gr.Error, match="Train a prompt first"):
+        train_run.test_clip(engine, Session(), "x.wav")
+
+
+def test_task_ids_never_shadow_loaded_tasks_and_are_capped(engine, monkeypatch):
+    s = Session()
+    assert train_run.new_task_id(engine, s, "Tones") == "tones-2"
+    assert train_run.new_task_id(engine, s, "!!!") == "my-task"
+    monkeypatch.setattr(train_run, "MAX_OWN_PROMPTS", 1)
+    s.prompts["mine"] = engine.prompts["tones"]
+    assert train_run.new_task_id(engine, s, "mine") == "mine"  # retraining replaces
+    with pytest.raises(gr.Error, match="already have 1 prompts"):
+        train_run.new_task_id(engine, s, "other")
+
+
+def test_session_engine_is_a_private_view(engine):
+    s = Session(prompts={"mine": engine.prompts["tones"]})
+    view = session_engine(engine, s)
+    assert "mine" in view.tasks and "mine" not in engine.tasks
+    assert session_engine(engine, Session()) is engine
+
+
+# ------------------------------------------------------------------ How it works, API, media, app
+
+
+def test_how_it_works_uses_real_numbers(engine):
+    d = engine.backbone.describe()
+    text = how_view.how_markdown(engine)
+    assert f"{d['lm_params']:,}" in text and d["fingerprint"] in text
+    c, L, V = d["width"], d["layers"], d["vocab_size"]
+    assert f"**{5 * c + L * 2 * 5 * c + c + V * 3 + 3:,} trainable parameters**" in text
+    for t in engine.tasks:
+        assert f"| {engine.prompts[t].num_trainable():,} |" in text
+    html = how_view.pipeline_html(engine)
+    assert f"{d['n_units']} k-means centroids" in html and f"{d['lm_params']:,} parameters" in html
+
+
+def test_api_functions(engine, clip, bad_file):
+    one = api.classify(engine, clip, "tones")
+    assert one == engine.classify(clip, "tones").to_dict()
+    every = api.classify_all(engine, clip)
+    assert [r["task"] for r in every] == engine.tasks
+    assert every[0]["label"] == one["label"]
+    for args, msg in [((None, "tones"), "Send an audio file"), ((clip, ""), "Give a task id"),
+                      ((clip, "nope"), "Unknown task"), ((bad_file, "tones"), "Could not read")]:
+        with pytest.raises(gr.Error, match=msg):
+            api.classify(engine, *args)
+    assert api.classify(engine, {"path": clip}, "tones")["task"] == "tones"
+
+
+def test_readable_passes_wav_and_converts_other_formats(tmp_path, clip, bad_file):
+    assert readable(clip) == clip
+    from app.audio import AudioError
+
+    with pytest.raises(AudioError, match="Could not read notes.wav"):
+        readable(bad_file)
+    with pytest.raises(AudioError, match="not found"):
+        readable(tmp_path / "missing.webm")
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed: only WAV/FLAC/OGG/MP3 uploads work")
+    webm = tmp_path / "rec.webm"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", clip, "-c:a", "libopus", str(webm)], check=True)
+    data = readable(webm)
+    assert isinstance(data, bytes) and data[:4] == b"RIFF"
+    engine = ui_engine()
+    assert engine.analyze(data, ["tones"]).predictions[0].label in KINDS
+
+
+def test_examples_are_bundled_and_small():
+    clips = examples()
+    assert 3 <= len(clips) <= 6
+    for caption, path in clips:
+        assert caption and Path(path).stat().st_size < 100_000
+        info = sf.info(path)
+        assert info.samplerate == 16000 and info.channels == 1
+    for word in ("yes", "no", "stop"):
+        assert len(list((EXAMPLES_DIR / "train_set" / word).glob("*.wav"))) >= 3
+
+
+def test_build_ui_exposes_only_the_named_api(engine):
+    demo = build_ui(engine, None)
+    named = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert named == {"classify", "classify_all"}
+    train = [fn for fn in demo.fns.values() if fn.concurrency_id == "train"]
+    assert len(train) == 1 and train[0].concurrency_limit == 1
+
+
+def test_server_options_from_env_and_flags(tmp_path):
+    args = parse_args([], env={"GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": "9999"})
+    kw = launch_kwargs(args)
+    assert (kw["server_name"], kw["server_port"]) == ("0.0.0.0", 9999) and "ssl_certfile" not in kw
+    assert (parse_args([], env={}).host, parse_args([], env={}).port) == ("127.0.0.1", 7860)
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_text("x")
+    key.write_text("y")
+    kw = launch_kwargs(parse_args(["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)], env={}))
+    assert kw["ssl_certfile"] == str(cert) and kw["ssl_keyfile"] == str(key) and kw["ssl_verify"] is False
+    env = {"SPEECHPROMPT_SSL_CERTFILE": str(cert), "SPEECHPROMPT_SSL_KEYFILE": str(key)}
+    kw = launch_kwargs(parse_args([], env=env))
+    assert kw["ssl_certfile"] == str(cert)
+    with pytest.raises(SystemExit):
+        parse_args(["--ssl-certfile", str(cert)], env={})
+    with pytest.raises(SystemExit):
+        parse_args(["--ssl-certfile", str(cert), "--ssl-keyfile", str(tmp_path / "missing.pem")], env={})
+
+
+def test_closing_a_training_run_stops_its_thread(engine, monkeypatch):
+    """A visitor who leaves mid-training (Gradio closes the generator) frees the server's training slot."""
+    import threading
+    import time
+
+    real = train_run.TrainConfig
+    monkeypatch.setattr(train_run, "TrainConfig", lambda **kw: real(**{**kw, "epochs": 100_000}))
+
+    s = Session()
+    train_data.set_classes(s, "low, high")
+    same = [engine.encode(torch.from_numpy(_tone("low", i)), 16000)[1] for i in range(3)]
+    s.examples = {"low": same, "high": same}  # unlearnable: it would run for the whole time budget
+    before = {t.ident for t in threading.enumerate()}
+    run = train_run.train(engine, s, "Leaving", 5, "learnable", True, "leaver")
+    next(run), next(run)  # the intro and the first epoch
+    worker = [t for t in threading.enumerate() if t.ident not in before and t.name == "prompt-training"]
+    assert len(worker) == 1 and worker[0].is_alive()
+    start = time.perf_counter()
+    run.close()
+    assert "leaver" not in train_run._ACTIVE
+    worker[0].join(timeout=10)
+    assert not worker[0].is_alive() and time.perf_counter() - start < 5
+    assert "leaving" not in s.prompts
