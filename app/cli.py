@@ -1,4 +1,4 @@
-"""Command line: ``python -m app {tasks,info,predict,eval,train,bench}``; ``--json`` for machines.
+"""Command line: ``python -m app {tasks,info,predict,eval,train,bench,loadtest}``; ``--json`` for machines.
 
 Errors end with a non-zero exit and one clear line on stderr (a traceback only with ``--debug``).
 """
@@ -16,10 +16,11 @@ from .audio import AudioError
 from .backbone import Backbone, BackboneError
 from .data import DataError, list_labelled
 from .engine import DEFAULT_PROMPTS_DIR, Engine
+from .loadtest import ServerError
 from .metrics import summary
 from .prompts import PromptConfig, PromptError, TaskInfo, check_task_id, save_prompt
 
-USER_ERRORS = (AudioError, BackboneError, DataError, PromptError, FileNotFoundError, ValueError)
+USER_ERRORS = (AudioError, BackboneError, DataError, PromptError, FileNotFoundError, ValueError, ServerError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +55,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--description", default="")
     bench = sub.add_parser("bench", parents=[common], help="latency, batching, training speed and memory figures")
     bench.add_argument("--repeats", type=int, default=30)
+    bench.add_argument("--threads", type=int, help="torch threads (default: what app.py uses on this machine)")
+    bench.add_argument("--no-server", action="store_true",
+                       help="skip launching app.py to measure its peak memory (in-process figures only)")
+    lt = sub.add_parser("loadtest", parents=[common],
+                        help="many concurrent /classify calls against a loopback server: latency and errors")
+    lt.add_argument("--url", help="a running server on a loopback address (default: launch app.py on a free port)")
+    lt.add_argument("--concurrency", type=int, default=50, help="simultaneous visitors (at most 200)")
+    lt.add_argument("--seconds", type=float, default=60.0, help="duration (at most 600)")
+    lt.add_argument("--max-requests", type=int, default=10_000, help="stop after this many calls (at most 100000)")
+    lt.add_argument("--task", help="task id to classify with (default: the server's first task)")
+    lt.add_argument("--clip", help="audio file to send (default: a 1 s clip)")
+    lt.add_argument("--client", choices=["http", "gradio"], default="http",
+                    help="http: Gradio's REST API over pooled connections (light); gradio: gradio_client")
     return p
 
 
@@ -123,7 +137,7 @@ def cmd_predict(args) -> int:
             continue
         pred = a.predictions[0]
         obj = {"file": f, "task": args.task, "label": pred.label, "probs": pred.probs_dict(),
-               "units": a.units.ids.tolist(), "durations": a.units.durations.tolist()}
+               "units": a.units.ids.tolist(), "durations": a.units.durations.tolist(), "notices": a.notices}
         top = sorted(obj["probs"].items(), key=lambda kv: -kv[1])[:3]
         notes = "".join(f"\n  note: {n}" for n in a.notices)
         _emit(args, obj, f"{f}: {pred.label}  ({', '.join(f'{k} {v:.2f}' for k, v in top)}; "
@@ -212,10 +226,38 @@ def cmd_train(args) -> int:
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
-    obj = run_bench(args.backbone, args.prompts, repeats=args.repeats)
+    obj = run_bench(args.backbone, args.prompts, repeats=args.repeats, server=not args.no_server, threads=args.threads)
     _emit(args, obj, "\n".join(f"{k:>32}: {v}" for k, v in obj.items()))
     return 0
 
 
+def cmd_loadtest(args) -> int:
+    from .loadtest import check_loopback, launched_server, run_loadtest
+
+    kw = dict(concurrency=args.concurrency, seconds=args.seconds, max_requests=args.max_requests, task=args.task,
+              clip=args.clip, client=args.client)
+    if args.clip and not Path(args.clip).is_file():
+        raise FileNotFoundError(f"File not found: {args.clip}")
+    if args.url:
+        obj = run_loadtest(check_loopback(args.url), **kw)
+    else:
+        with launched_server(args.backbone, args.prompts) as server:
+            cpu0 = server.cpu_seconds()
+            obj = run_loadtest(server.url, **kw)
+            cpu1 = server.cpu_seconds()
+            obj["server_peak_rss_mb"] = server.peak_rss_mb()
+            if cpu0 is not None and cpu1 is not None and obj["n"]:
+                obj["server_cpu_ms_per_call"] = round((cpu1 - cpu0) * 1e3 / obj["n"], 1)
+    text = (f"{obj['n']} calls to {obj['endpoint']} ({obj['task']}) by {obj['concurrency']} concurrent clients in "
+            f"{obj['seconds']} s: {obj['errors']} errors; latency p50 {obj['latency_ms_p50']} ms, p95 "
+            f"{obj['latency_ms_p95']} ms, max {obj['latency_ms_max']} ms; {obj['throughput_per_s']} calls/s")
+    if obj.get("server_peak_rss_mb") is not None:
+        text += f"; server peak memory {obj['server_peak_rss_mb']} MB"
+    for e in obj["error_samples"]:
+        text += f"\n  error: {e}"
+    _emit(args, obj, text)
+    return 0 if obj["errors"] == 0 else 1
+
+
 COMMANDS = {"tasks": cmd_tasks, "info": cmd_info, "predict": cmd_predict, "eval": cmd_eval, "train": cmd_train,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "loadtest": cmd_loadtest}

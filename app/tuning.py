@@ -265,7 +265,9 @@ def new_prompt(lm: UnitLM, info, config, train_units: Sequence[Units], seed: int
     tokens = None
     if config.verbalizer != "learnable":
         tokens = fixed_verbalizer_tokens(config.verbalizer, train_units, len(info.labels), lm.config.vocab_size, seed)
-    prompt = TaskPrompt(lm.config, info, config, tokens=tokens)
+    with torch.random.fork_rng():  # the verbalizer's random init is seeded too: same data, same prompt
+        torch.manual_seed(seed)
+        prompt = TaskPrompt(lm.config, info, config, tokens=tokens)
     prompt.init_from_lm(lm, torch.Generator().manual_seed(seed))
     return prompt
 

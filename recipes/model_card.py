@@ -77,6 +77,7 @@ Unit LM: AdamW (lr {t['lr']}, weight decay 0.1, cosine schedule), batch {t['batc
 {t['max_len']} units, {t['steps']:,} steps in {t['seconds'] / 60:.0f} minutes on {t['threads']} CPU thread(s)
 ({platform.processor() or platform.machine()}; 2-core machine shared with other jobs).
 Loss: next-unit cross-entropy + 0.5 x (duration bucket + pitch bucket cross-entropy).
+{t.get('history', '')}
 
 Held-out perplexity of the next unit ({p['heldout_tokens']:,} tokens of utterances held out from LM training):
 

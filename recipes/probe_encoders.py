@@ -18,8 +18,10 @@ training speakers only (the held-out speaker is never used for any choice).
 
 Usage:
     python recipes/probe_encoders.py latency --model /work/cache/whisper_tiny_en
-    python recipes/probe_encoders.py probe --model /work/cache/whisper_tiny_en \\
-        --data ../shared/data/fsdd/recordings --padded --seeds 3 --json /work/cache/probe_results.json
+    python recipes/probe_encoders.py probe --seeds 3 --cache /work/cache/probe_feats_full.npz \\
+        --json /work/cache/probe_results_full.json          # resumable: finished feature sets are kept
+    python recipes/probe_encoders.py probe --padded --limit 5 --seeds 1 --json /work/cache/probe_padded.json
+(--data defaults to ../shared/data/fsdd/recordings next to the repo.) Results: docs/ENCODER_COMPARISON.md.
 """
 
 from __future__ import annotations
@@ -105,6 +107,22 @@ def whisper_layers(model: WhisperEncoder, mel: torch.Tensor, n_frames: int) -> l
         for h in hooks:
             h.remove()
     return [o[0, :n_frames].numpy().astype(np.float32) for o in outs + [final]]
+
+
+def save_features(path: Path, feats: dict[str, list[np.ndarray]]) -> None:
+    """Per-clip feature arrays as one concatenated array + offsets per feature set (np.savez, no pickle)."""
+    arrays = {}
+    for name, clips in feats.items():
+        arrays[f"{name}.data"] = np.concatenate(clips)
+        arrays[f"{name}.offsets"] = np.cumsum([0] + [len(c) for c in clips])
+    with path.open("wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_features(path: Path) -> dict[str, list[np.ndarray]]:
+    with np.load(path, allow_pickle=False) as z:
+        names = sorted({k.rsplit(".", 1)[0] for k in z.files})
+        return {n: [z[f"{n}.data"][a:b] for a, b in zip(z[f"{n}.offsets"][:-1], z[f"{n}.offsets"][1:])] for n in names}
 
 
 def extract(model: WhisperEncoder, items, padded: bool) -> dict[str, list[np.ndarray]]:
@@ -199,6 +217,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="use every k-th clip (0 = all), for quick runs")
     ap.add_argument("--runs", type=int, default=50, help="latency: timed runs per setting")
     ap.add_argument("--json", type=Path, default=None, help="probe: write results here")
+    ap.add_argument("--cache", type=Path, default=None, help="probe: reuse / save extracted features (.npz, no pickle)")
     args = ap.parse_args()
 
     model = WhisperEncoder.from_pretrained(args.model)
@@ -217,17 +236,29 @@ def main() -> None:
     y = np.array([d for _, d, _ in items])
     spk = np.array([s for _, _, s in items])
     print(f"{len(items)} clips, {sum(w.numel() for w, _, _ in items) / SR / 60:.1f} min of audio")
-    feats = extract(model, items, args.padded)
+    if args.cache and args.cache.exists():
+        feats = load_features(args.cache)
+    else:
+        feats = extract(model, items, args.padded)
+        if args.cache:
+            save_features(args.cache, feats)
     print(f"features: {time.time() - t0:.0f} s")
-    results = {}
+    results: dict = {}
+    if args.json and args.json.exists():  # resume: keep feature sets already evaluated with the same settings
+        old = json.loads(args.json.read_text())
+        if {k: old["args"].get(k) for k in ("clusters", "seeds", "limit")} == {
+                k: str(getattr(args, k)) for k in ("clusters", "seeds", "limit")}:
+            results = old["results"]
     for name, frames in feats.items():
-        if name.endswith("_dense"):
+        if name.endswith("_dense") or name in results:
             continue
         t1 = time.time()
         dense = feats.get(name + "_dense")  # log-mel: pool the raw log-mel (after CMVN mean/std are 0/1)
         results[name] = r = evaluate(frames, y, spk, args.clusters, args.seeds, dense)
         print(f"{name:16s} units acc {r['units']['mean']:.3f}  dense acc {r['dense']['mean']:.3f}  "
               f"units/clip {r['units_per_clip']['mean']:.1f}  ({time.time() - t1:.0f} s)", flush=True)
+        if args.json:
+            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1))
     print(f"total {time.time() - t0:.0f} s")
 
     cols = list(SPEAKERS) + ["mean"]
@@ -239,8 +270,6 @@ def main() -> None:
         for name, r in results.items():
             fmt = "{:.3f}" if key in ("units", "dense") else "{:.1f}"
             print(f"| {name} | " + " | ".join(fmt.format(r[key][c]) for c in cols) + " |")
-    if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1))
 
 
 if __name__ == "__main__":

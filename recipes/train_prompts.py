@@ -10,7 +10,8 @@ For each task of recipes/tasks.py (speaker-held-out train / val / test splits):
   finetune the whole unit LM fine-tuned (plus prompt and verbalizer): the upper baseline
   mfcc     classic baseline: MFCC mean+std statistics -> standardised logistic regression (scikit-learn)
 Units of every clip are cached per backbone fingerprint, so variants and reruns only pay for encoding once.
-Results accumulate in docs/results.json; docs/RESULTS.md and docs/accuracy_vs_params.html are regenerated.
+Results accumulate in docs/results/<task>.json (rows of another backbone are ignored); docs/RESULTS.md and
+docs/accuracy_vs_params.html are regenerated (--report-only does just that).
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ PROMPT_VARIANTS = {
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
 DOCS = ROOT / "docs"
+RESULTS_DIR = DOCS / "results"
 
 
 def log(msg: str) -> None:
@@ -53,9 +55,7 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
                  seed: int = 0) -> tuple[list[Units], list[int], dict]:
     """Units and label indices of a task split, at most ``cap`` clips (stratified; 0 = all), cached under the
     encoder's fingerprint so that variants, reruns and a retrained LM reuse them."""
-    examples = task.examples(split)
-    if cap and len(examples) > cap:
-        examples = [e for e, _ in cap_stratified([(e, e.label) for e in examples], cap, seed)]
+    examples = split_examples(task, split, cap, seed)
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}.safetensors"
     labels = [task.labels.index(e.label) for e in examples]
     if path.exists():
@@ -84,6 +84,14 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
              "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
     path.with_suffix(".json").write_text(json.dumps(stats))
     return units, labels, stats
+
+
+def split_examples(task, split: str, cap: int = 0, seed: int = 0) -> list:
+    """The examples of a split, at most ``cap`` of them (stratified, seeded): every method trains on these."""
+    examples = task.examples(split)
+    if cap and len(examples) > cap:
+        examples = [e for e, _ in cap_stratified([(e, e.label) for e in examples], cap, seed)]
+    return examples
 
 
 def split_cap(args, split: str) -> int:
@@ -126,13 +134,13 @@ def mfcc_features(examples) -> np.ndarray:
     return np.stack(feats)
 
 
-def run_mfcc(task, splits_needed) -> tuple[dict, dict]:
+def run_mfcc(task, splits_needed, args) -> tuple[dict, dict]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     t0 = time.time()
-    ex = {s: task.examples(s) for s in splits_needed}
+    ex = {s: split_examples(task, s, split_cap(args, s), args.seed) for s in splits_needed}
     X = {s: mfcc_features(ex[s]) for s in splits_needed}
     y = {s: [task.labels.index(e.label) for e in ex[s]] for s in splits_needed}
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
@@ -149,20 +157,25 @@ def run_mfcc(task, splits_needed) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------------------------------------- one task
-def run_task(bb: Backbone, task, variants, args) -> dict:
+def run_task(bb: Backbone | None, task, variants, args) -> dict:
+    """Train and score ``variants`` on one task; ``bb`` may be None when only the MFCC baseline runs."""
     eval_splits = [s for s in task.splits if s not in ("train", "val")]
-    data = {s: encode_split(bb.encoder, bb.encoder_fingerprint, task, s, args.cache, split_cap(args, s), args.seed)
-            for s in task.splits}
-    train = list(zip(data["train"][0], data["train"][1]))
-    val = list(zip(data["val"][0], data["val"][1]))
-    sizes = {s: data[s][2] for s in task.splits}
-    results: dict = {"title": task.title, "labels": list(task.labels), "metric": task.metric, "data": sizes}
-    lm = bb.lm
+    results: dict = {"title": task.title, "labels": list(task.labels), "metric": task.metric}
+    if bb is None:
+        results["data"] = {s: {"clips": len(split_examples(task, s, split_cap(args, s), args.seed))}
+                           for s in task.splits}
+    else:
+        data = {s: encode_split(bb.encoder, bb.encoder_fingerprint, task, s, args.cache, split_cap(args, s),
+                                args.seed) for s in task.splits}
+        train = list(zip(data["train"][0], data["train"][1]))
+        val = list(zip(data["val"][0], data["val"][1]))
+        results["data"] = sizes = {s: data[s][2] for s in task.splits}
+        lm = bb.lm
     for variant in variants:
         log(f"  {task.id}: {variant}")
         torch.manual_seed(args.seed)
         if variant == "mfcc":
-            out, extra = run_mfcc(task, task.splits)
+            out, extra = run_mfcc(task, task.splits, args)
             results[variant] = {**out, **extra}
             continue
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
@@ -196,7 +209,7 @@ def run_task(bb: Backbone, task, variants, args) -> dict:
                                   f"recipes/tasks.py.")
             folder = save_prompt(prompt, args.out / task.id, bb.id, bb.fingerprint)
             row["bytes"] = (folder / "prompt.safetensors").stat().st_size
-        results[variant] = row
+        results[variant] = {**row, "fingerprint": bb.fingerprint}
         log(f"    {variant}: {json.dumps(out)} ({n_params:,} params, {res.seconds:.0f} s, {len(res.history)} epochs)")
     return results
 
@@ -252,7 +265,11 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
         lines += [f"Mean test accuracy over the {len(v2_acc)} tasks with both: SpeechPrompt v2 "
                   f"{np.mean(v2_acc):.3f}, full fine-tuning {np.mean(ft_acc):.3f} "
                   f"(difference {100 * (np.mean(v2_acc) - np.mean(ft_acc)):+.1f} points).", ""]
-    lines += ["Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
+    lines += ["Budget: at most 1,000 training clips per task (stratified), 30 epochs, AdamW lr 3e-2 with one-cycle "
+              "schedule, early stopping on validation accuracy (patience 8), at most 7 minutes per run on one CPU "
+              "thread; runs that hit the time cap stopped before 30 epochs (see train s). An empty cell is a "
+              "method not yet run on this backbone.", "",
+              "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
     (DOCS / "RESULTS.md").write_text("\n".join(lines))
     write_chart(all_results, names)
 
@@ -305,15 +322,17 @@ def main() -> None:
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "prompts")
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/units"))
-    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--max-train", type=int, default=1000, help="cap training clips per task (stratified), 0 = all")
     ap.add_argument("--max-val", type=int, default=300, help="cap validation clips per task (stratified), 0 = all")
-    ap.add_argument("--lr", type=float, default=5e-3)
+    ap.add_argument("--lr", type=float, default=3e-2)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--patience", type=int, default=6)
-    ap.add_argument("--max-minutes", type=float, default=6.0, help="wall-clock cap per training run")
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap per training run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/RESULTS.md (parallel runs)")
+    ap.add_argument("--report-only", action="store_true", help="only regenerate docs/RESULTS.md and the chart")
     ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
                     help="only cache task units, with the encoder of an unfinished backbone recipe's work dir "
                          "(its config-encoder.json + centroids), e.g. while the LM is still training")
@@ -323,24 +342,41 @@ def main() -> None:
     if args.encode_only:
         encode_only(args)
         return
-    bb = Backbone.load(args.backbone)
-    DOCS.mkdir(exist_ok=True)
-    results_path = DOCS / "results.json"
-    all_results = json.loads(results_path.read_text()) if results_path.exists() else {}
-    if any(r.get("fingerprint") != bb.fingerprint for r in all_results.values()):
-        all_results = {}  # results of another backbone are not comparable
+    if args.report_only:
+        bb = Backbone.load(args.backbone)
+        write_reports(load_results(bb), bb)
+        return
+    needs_backbone = any(v != "mfcc" for v in args.variants)
+    bb = Backbone.load(args.backbone) if needs_backbone or not args.no_report else None
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for tid in args.tasks:
         task = TASKS[tid]
         if task.missing_data():
             log(f"{tid}: skipped, missing {task.missing_data()}")
             continue
         log(f"{tid}: {task.title}")
-        r = run_task(bb, task, args.variants, args)
-        merged = {**all_results.get(tid, {}), **r, "fingerprint": bb.fingerprint}
-        all_results[tid] = merged
-        results_path.write_text(json.dumps(all_results, indent=1) + "\n")
-        write_reports(all_results, bb)
+        r = run_task(bb if needs_backbone else None, task, args.variants, args)
+        path = RESULTS_DIR / f"{tid}.json"
+        old = json.loads(path.read_text()) if path.exists() else {}
+        if "data" in old and not needs_backbone:
+            r["data"] = old["data"]  # keep the richer encoder statistics of an earlier prompt run
+        path.write_text(json.dumps({**old, **r}, indent=1) + "\n")
+        if bb is not None and not args.no_report:
+            write_reports(load_results(bb), bb)
     log("done")
+
+
+def load_results(bb: Backbone) -> dict:
+    """Per-task results, keeping only rows measured on this backbone (the MFCC baseline needs none)."""
+    out = {}
+    for path in sorted(RESULTS_DIR.glob("*.json")):
+        r = json.loads(path.read_text())
+        for k in list(VARIANTS):
+            if k in r and k != "mfcc" and r[k].get("fingerprint") != bb.fingerprint:
+                del r[k]
+        out[path.stem] = r
+    order = list(TASKS)
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_train_tasks_predict_eval(trained, backbone_dir, labelled_dir):
     lines = [json.loads(x) for x in p.stdout.strip().splitlines()]
     assert len(lines) == 2
     for obj in lines:
-        assert set(obj) == {"file", "task", "label", "probs", "units", "durations"}
+        assert set(obj) == {"file", "task", "label", "probs", "units", "durations", "notices"}
         assert abs(sum(obj["probs"].values()) - 1) < 1e-4 and len(obj["units"]) == len(obj["durations"])
     ev = json.loads(run("eval", "--task", "tones", "--data", labelled_dir, "--json", "--backbone", backbone_dir,
                         "--prompts", prompts).stdout)

@@ -47,3 +47,10 @@ def test_example_clip_runs_through_all_tasks(engine):
     for pred in analysis.predictions:
         assert abs(float(pred.probs.sum()) - 1) < 1e-4
         assert pred.label in pred.labels
+
+
+@pytest.mark.parametrize("clip, task, label", [("seven_en.wav", "digits", "7"), ("three_en.wav", "digits", "3"),
+                                               ("yes_en.wav", "commands", "yes")])
+def test_shipped_prompts_get_the_bundled_examples_right(engine, clip, task, label):
+    pred = engine.classify(ROOT / "assets" / "examples" / clip, task)
+    assert pred.label == label, pred.probs_dict()

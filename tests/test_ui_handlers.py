@@ -17,7 +17,6 @@ from app.prompts import load_prompt, verbalizer_input
 from app.ui import all_view, api, build_ui, how_view, plots, train_data, train_run, try_view
 from app.ui.common import (EXAMPLES_DIR, Session, cleanup_session, examples, prompt_bytes,
                            session_engine, task_choices)
-from app.ui.media import readable
 from app.ui.server import launch_kwargs, parse_args
 
 from .conftest import KINDS
@@ -241,8 +240,14 @@ def test_add_examples_caps_each_class(engine, tmp_path, monkeypatch):
     s = Session()
     train_data.set_classes(s, "low, high")
     files = [str(write_tone(tmp_path / f"f{i}.wav", "low", i)) for i in range(6)]
+    monkeypatch.setattr(train_data, "get_upload_folder", lambda: str(tmp_path))
     s, _, warnings = train_data.add_examples(engine, s, "low", None, files)
     assert len(s.examples["low"]) == 4 and "already has 4" in warnings[0]
+    assert not any(Path(f).exists() for f in files), "uploads past the cap are removed too"
+    too_many = [str(write_tone(tmp_path / f"g{i}.wav", "low", i)) for i in range(31)]
+    with pytest.raises(gr.Error, match="At most 30 files"):
+        train_data.add_examples(engine, s, "low", None, too_many)
+    assert not any(Path(f).exists() for f in too_many), "refused uploads are removed as well"
 
 
 def test_bundled_training_set_loads():
@@ -370,7 +375,7 @@ def test_how_it_works_uses_real_numbers(engine):
 
 def test_api_functions(engine, clip, bad_file):
     one = api.classify(engine, clip, "tones")
-    assert one == engine.classify(clip, "tones").to_dict()
+    assert one == {**engine.classify(clip, "tones").to_dict(), "notices": []}
     every = api.classify_all(engine, clip)
     assert [r["task"] for r in every] == engine.tasks
     assert every[0]["label"] == one["label"]
@@ -381,22 +386,18 @@ def test_api_functions(engine, clip, bad_file):
     assert api.classify(engine, {"path": clip}, "tones")["task"] == "tones"
 
 
-def test_readable_passes_wav_and_converts_other_formats(tmp_path, clip, bad_file):
-    assert readable(clip) == clip
-    from app.audio import AudioError
-
-    with pytest.raises(AudioError, match="Could not read notes.wav"):
-        readable(bad_file)
-    with pytest.raises(AudioError, match="not found"):
-        readable(tmp_path / "missing.webm")
+def test_views_decode_other_formats_through_app_audio(tmp_path, clip, bad_file, engine):
+    """The UI hands paths to the engine; app.audio converts what libsndfile cannot read (WebM here) with ffmpeg."""
+    with pytest.raises(gr.Error, match="Could not read notes.wav as audio: it is a text file"):
+        api.classify(engine, bad_file, "tones")
+    with pytest.raises(gr.Error, match="not found"):
+        api.classify(engine, str(tmp_path / "missing.webm"), "tones")
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg is not installed: only WAV/FLAC/OGG/MP3 uploads work")
     webm = tmp_path / "rec.webm"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", clip, "-c:a", "libopus", str(webm)], check=True)
-    data = readable(webm)
-    assert isinstance(data, bytes) and data[:4] == b"RIFF"
-    engine = ui_engine()
-    assert engine.analyze(data, ["tones"]).predictions[0].label in KINDS
+    assert api.classify(engine, str(webm), "tones")["label"] in KINDS
+    assert try_view.run_task(engine, Session(), str(webm), "tones").headline
 
 
 def test_examples_are_bundled_and_small():

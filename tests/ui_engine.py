@@ -42,3 +42,76 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def save_engine(root: Path, engine: Engine | None = None) -> tuple[Path, Path]:
+    """The engine's backbone and prompts as folders (``root/backbone``, ``root/prompts``), for the CLI and app.py."""
+    from app.prompts import save_prompt
+
+    engine = engine or ui_engine()
+    bb = engine.backbone
+    folder = bb.folder
+    try:
+        bb.save(root / "backbone")
+    finally:
+        bb.folder = folder  # the shared engine stays as it was
+    for task, prompt in engine.prompts.items():
+        save_prompt(prompt, root / "prompts" / task, bb.id, bb.fingerprint)
+    return root / "backbone", root / "prompts"
+
+
+def add_malformed_prompts(prompts: Path, good: str = "tones") -> dict[str, str]:
+    """Broken prompt folders next to the good ones: {folder name: a fragment of the reason it must be skipped}."""
+    import json
+    import pickle
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    src = prompts / good
+    meta = json.loads((src / "task.json").read_text(encoding="utf-8"))
+    tensors = load_file(str(src / "prompt.safetensors"))
+    cases: dict[str, str] = {}
+
+    def clone(name: str, **changes) -> Path:
+        d = prompts / name
+        shutil.copytree(src, d)
+        (d / "task.json").write_text(json.dumps({**meta, "id": name, **changes}), encoding="utf-8")
+        return d
+
+    d = clone("bad-json")
+    (d / "task.json").write_text("{not json", encoding="utf-8")
+    cases["bad-json"] = "not valid JSON"
+    clone("wrong-backbone", backbone={"id": "other", "fingerprint": "0123456789abcdef"})
+    cases["wrong-backbone"] = "trained for backbone"
+    d = clone("escape")
+    (d / "task.json").write_text(json.dumps({**meta, "id": "../../etc"}), encoding="utf-8")
+    cases["escape"] = "Invalid task id"
+    clone("mismatch")
+    (prompts / "mismatch" / "task.json").write_text(json.dumps({**meta, "id": "other-name"}), encoding="utf-8")
+    cases["mismatch"] = "does not match folder name"
+    d = clone("half-precision")
+    save_file({k: v.half() for k, v in tensors.items()}, str(d / "prompt.safetensors"))
+    cases["half-precision"] = "dtype"
+    d = clone("wrong-shape")
+    save_file({**tensors, "input_prompt": tensors["input_prompt"][:2].contiguous()}, str(d / "prompt.safetensors"))
+    cases["wrong-shape"] = "shape"
+    d = clone("extra-tensor")
+    save_file({**tensors, "payload": tensors["separator"].clone()}, str(d / "prompt.safetensors"))
+    cases["extra-tensor"] = "do not match the expected"
+    d = clone("nan")
+    save_file({**tensors, "separator": tensors["separator"] * float("nan")}, str(d / "prompt.safetensors"))
+    cases["nan"] = "NaN"
+    d = clone("pickled")
+    (d / "prompt.safetensors").write_bytes(pickle.dumps({k: v.numpy() for k, v in tensors.items()}))
+    cases["pickled"] = "not a valid safetensors file"
+    d = clone("missing-weights")
+    (d / "prompt.safetensors").unlink()
+    cases["missing-weights"] = "missing"
+    d = clone("oversized")
+    with open(d / "prompt.safetensors", "ab") as f:
+        f.truncate(17 * 2**20)
+    cases["oversized"] = "larger than any prompt"
+    clone("no-labels", labels=["only-one"])
+    cases["no-labels"] = "2 or more distinct labels"
+    return cases

@@ -12,10 +12,11 @@ import gradio as gr
 
 from ..engine import DEFAULT_PROMPTS_DIR, Engine
 from . import all_view, api, how_view, train_view, try_view
-from .common import EXAMPLES_DIR, Session, cleanup_session, session_engine, task_choices
+from .common import EXAMPLES_DIR, INFERENCE_CONCURRENCY, Session, cleanup_session, session_engine, task_choices
 from .style import CSS, THEME, header_html
 
-MAX_UPLOAD = "20mb"
+MAX_UPLOAD = "20mb"  # per file; a 10-minute 16 kHz WAV still fits, and is capped to 30 s when decoded
+QUEUE_SIZE = 64  # requests waiting beyond this are refused at once ("queue full") rather than left to time out
 __all__ = ["build_ui", "launch_options"]
 
 
@@ -45,7 +46,8 @@ def build_ui(engine: Engine, prompts_dir: str | Path | None = DEFAULT_PROMPTS_DI
         trained["trained"].success(after_training, [state],
                                    [tried["task"], tried["card"], every["storage"], every["storage_fig"]],
                                    api_visibility="private")
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    # Model events share the "inference" pool (common.INFERENCE); training runs one at a time ("train").
+    demo.queue(default_concurrency_limit=INFERENCE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 

@@ -9,9 +9,8 @@ import plotly.graph_objects as go
 
 from ..engine import Engine
 from . import plots
-from .common import (Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
+from .common import (INFERENCE, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
                      session_engine, user_errors)
-from .media import readable
 
 HEADERS = ["Task", "Answer", "Confidence", "Runner-up"]
 
@@ -50,7 +49,7 @@ def run_all(engine: Engine, session: Session | None, audio_path: str | None, pro
     eng = session_engine(engine, session)
     if not eng.tasks:
         raise fail("No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
-    analysis = eng.analyze(readable(path), eng.tasks)
+    analysis = eng.analyze(path, eng.tasks)
     rows = []
     for pred in analysis.predictions:
         order = pred.probs.argsort(descending=True).tolist()
@@ -89,8 +88,8 @@ def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
     def on_run(session: Session, audio_path: str | None) -> tuple:
         return run_all(engine, session, audio_path, prompts_dir).as_tuple()
 
-    run.click(on_run, [state, audio], outputs, api_visibility="private")
+    run.click(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     for button, path in buttons:
         button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
-            on_run, [state, audio], outputs, api_visibility="private")
+            on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     return {"audio": audio, "storage": storage, "storage_fig": storage_fig}

@@ -1,5 +1,7 @@
 """Named API endpoints for gradio_client: ``/classify`` and ``/classify_all``, one JSON output each.
 
+``/classify`` -> ``{"task", "label", "probs", "notices"}``; ``/classify_all`` -> a list of those, one per task.
+``notices`` says what was done to the clip (capped at 30 s, padded, NaN samples replaced, clipped...).
 They live on hidden components so the client gets a plain value (not a tuple of every figure the views show).
 Bad input ends in a ``gr.Error`` with a clear message; the server keeps serving.
 """
@@ -10,8 +12,7 @@ from typing import Any
 import gradio as gr
 
 from ..engine import Engine
-from .common import fail, user_errors
-from .media import readable
+from .common import INFERENCE, fail, user_errors
 
 
 def _audio(path: Any) -> str:
@@ -30,7 +31,8 @@ def classify(engine: Engine, audio: Any, task: Any) -> dict[str, Any]:
         raise fail(f"Give a task id. Available: {', '.join(engine.tasks) or 'none'}.")
     task = task.strip()
     engine.get(task)  # unknown or malformed ids -> a clear message before any decoding
-    return engine.analyze(readable(path), [task]).predictions[0].to_dict()
+    analysis = engine.analyze(path, [task])
+    return {**analysis.predictions[0].to_dict(), "notices": analysis.notices}
 
 
 @user_errors
@@ -39,7 +41,8 @@ def classify_all(engine: Engine, audio: Any) -> list[dict[str, Any]]:
     path = _audio(audio)
     if not engine.tasks:
         raise fail("No task prompts are loaded on this server.")
-    return [p.to_dict() for p in engine.analyze(readable(path), engine.tasks).predictions]
+    analysis = engine.analyze(path, engine.tasks)
+    return [{**p.to_dict(), "notices": analysis.notices} for p in analysis.predictions]
 
 
 def build(engine: Engine) -> None:
@@ -58,7 +61,7 @@ def build(engine: Engine) -> None:
     def api_classify_all(audio_path: str | None) -> list[dict[str, Any]]:
         return classify_all(engine, audio_path)
 
-    one.click(api_classify, [audio, task], out_one, api_name="classify",
-              api_description="Classify an audio file with one task prompt: {task, label, probs}.")
-    every.click(api_classify_all, [audio], out_all, api_name="classify_all",
+    one.click(api_classify, [audio, task], out_one, api_name="classify", **INFERENCE,
+              api_description="Classify an audio file with one task prompt: {task, label, probs, notices}.")
+    every.click(api_classify_all, [audio], out_all, api_name="classify_all", **INFERENCE,
                 api_description="Classify an audio file with every task prompt in one batched pass.")

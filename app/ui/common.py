@@ -5,6 +5,7 @@ import atexit
 import functools
 import json
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -24,6 +25,21 @@ from ..units import Units
 
 log = logging.getLogger(__name__)
 EXAMPLES_DIR = ROOT / "assets" / "examples"
+# Every event that runs the model shares one queue slot pool: at most this many clips are encoded/classified at
+# once, whichever view or API endpoint they come from (more would only make everyone slower on a small CPU).
+INFERENCE_CONCURRENCY = max(1, int(os.environ.get("SPEECHPROMPT_CONCURRENCY", "2")))
+INFERENCE = {"concurrency_id": "inference", "concurrency_limit": INFERENCE_CONCURRENCY}
+
+
+def serving_threads() -> int:
+    """torch threads for the app: the cores shared out between the concurrent workers (``SPEECHPROMPT_THREADS``
+    overrides). Two workers with two threads each on two cores spend their time waiting for each other."""
+    if os.environ.get("SPEECHPROMPT_THREADS"):
+        return max(1, int(os.environ["SPEECHPROMPT_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // INFERENCE_CONCURRENCY)
+
+
 USER_ERRORS = (AudioError, PromptError, DataError, BackboneError, ValueError)
 F = TypeVar("F", bound=Callable[..., Any])
 _WORKDIRS: set[str] = set()  # every visitor folder of this process, removed at exit at the latest

@@ -40,10 +40,14 @@ def launch_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    import torch
+
     from ..backbone import BackboneError
     from ..engine import DEFAULT_PROMPTS_DIR, Engine
     from . import build_ui
+    from .common import serving_threads
 
+    torch.set_num_threads(serving_threads())  # the cores shared out between the concurrent workers
     try:
         engine = Engine.load(args.backbone, args.prompts)
     except BackboneError as exc:

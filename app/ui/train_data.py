@@ -15,7 +15,6 @@ from ..audio import AudioError
 from ..data import list_labelled
 from ..engine import Engine
 from .common import EXAMPLES_DIR, Session, fail, user_errors
-from .media import readable
 
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PER_CLASS, MAX_PER_CLASS = 3, 30
@@ -82,27 +81,29 @@ def _discard_upload(path: str) -> None:
 def add_examples(engine: Engine, session: Session, label: str | None, recording: str | None,
                  files: Sequence[str] | None) -> tuple[Session, str, list[str]]:
     """Encode a recording and/or uploaded files as examples of ``label``; returns the session, the status table and
-    warnings about clips that could not be used."""
-    if not session.classes:
-        raise fail("Set the classes first.")
-    if label not in session.classes:
-        raise fail("Choose which class these examples belong to.")
+    warnings about clips that could not be used. Every uploaded file is removed afterwards, used or not."""
     paths = ([recording] if recording else []) + [str(f) for f in (files or [])]
-    if not paths:
-        raise fail("Record a clip or upload files first.")
-    if len(paths) > MAX_FILES_PER_ADD:
-        raise fail(f"At most {MAX_FILES_PER_ADD} files at a time, please.")
-    have = session.examples.setdefault(label, [])
-    warnings = []
-    for path in paths:
-        try:
+    try:
+        if not session.classes:
+            raise fail("Set the classes first.")
+        if label not in session.classes:
+            raise fail("Choose which class these examples belong to.")
+        if not paths:
+            raise fail("Record a clip or upload files first.")
+        if len(paths) > MAX_FILES_PER_ADD:
+            raise fail(f"At most {MAX_FILES_PER_ADD} files at a time, please.")
+        have = session.examples.setdefault(label, [])
+        warnings = []
+        for path in paths:
             if len(have) >= MAX_PER_CLASS:
                 warnings.append(f"'{label}' already has {MAX_PER_CLASS} examples; the rest were not added.")
                 break
-            have.append(engine.encode(readable(path), max_seconds=MAX_CLIP_SECONDS)[1])
-        except AudioError as exc:
-            warnings.append(f"{Path(path).name}: {exc}")
-        finally:
+            try:
+                have.append(engine.encode(path, max_seconds=MAX_CLIP_SECONDS)[1])
+            except AudioError as exc:
+                warnings.append(f"{Path(path).name}: {exc}")
+    finally:
+        for path in paths:
             _discard_upload(path)
     return session, examples_status(session), warnings
 

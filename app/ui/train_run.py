@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import plotly.graph_objects as go
+import torch
 
 from ..engine import Engine
 from ..prompts import PromptConfig, TaskInfo, save_prompt
 from ..tuning import TrainConfig, new_prompt, stratified_split, train_prompt
 from . import plots
 from .common import USER_ERRORS, Session, fail, prompt_bytes, require_audio, slug, user_errors
-from .media import readable
 from .train_data import MIN_PER_CLASS, examples_status, ready
 
 MAX_OWN_PROMPTS = 5
@@ -130,8 +130,13 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
                     description=f"Trained in the browser on {len(data)} clips ({', '.join(labels)}).",
                     training_data=f"{len(train_set)} training / {len(val_set)} held-out clips given by a visitor")
     lm = engine.backbone.lm
-    prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)
-    cfg = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=max_seconds, seed=0)
+    with torch.random.fork_rng(devices=[]):  # the verbalizer's initial weights come from the global generator:
+        torch.manual_seed(0)  # seed it, so the same examples always train the same way (and others' runs stay put)
+        prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)
+    # No early stopping on the few held-out clips (one or two per class are too noisy to judge by): a live run
+    # stops when every training clip is right, or when the time budget ends (then the best epoch is kept).
+    cfg = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=max_seconds, seed=0,
+                      patience=80)
     history: list[dict] = []
     intro = (f"Training **{title}**: {len(train_set)} clips"
              + (f" (+ {len(val_set)} held out)" if val_set else "") + f", {prompt.num_trainable():,} trainable "
@@ -192,7 +197,7 @@ def test_clip(engine: Engine, session: Session, audio_path: str | None) -> tuple
         raise fail("Train a prompt first.")
     prompt = session.prompts[session.last_task]
     view = Engine(engine.backbone, {prompt.task: prompt})
-    pred = view.analyze(readable(path), [prompt.task]).predictions[0]
+    pred = view.analyze(path, [prompt.task]).predictions[0]
     head = plots.headline_html(pred.label, pred.confidence, prompt.info.title)
     return head, plots.probs_figure(pred.labels, pred.probs)
 

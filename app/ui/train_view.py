@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from ..engine import Engine
-from .common import Session
+from .common import INFERENCE, Session
 from .train_data import (MAX_FILES_PER_ADD, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS, TRAIN_SET_DIR, add_examples,
                          clear_examples, examples_status, load_bundled, set_classes)
 from .train_run import TRAIN_SECONDS, test_clip, train
@@ -91,8 +91,9 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
 
     set_btn.click(on_set, [state, classes], [state, status, label], api_visibility="private")
     classes.submit(on_set, [state, classes], [state, status, label], api_visibility="private")
-    bundled_btn.click(on_bundled, [state], [state, classes, status, label], api_visibility="private")
-    add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private")
+    bundled_btn.click(on_bundled, [state], [state, classes, status, label], api_visibility="private", **INFERENCE)
+    add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private",
+                  **INFERENCE)
     clear_btn.click(on_clear, [state], [state, status], api_visibility="private")
     locked = train_btn.click(lambda: gr.update(interactive=False, value="Training…"), None, train_btn,
                              api_visibility="private", queue=False)
@@ -101,6 +102,6 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                           concurrency_id="train", concurrency_limit=1)
     trained.then(lambda: gr.update(interactive=True, value="Train the prompt"), None, train_btn,
                  api_visibility="private", queue=False)
-    test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private")
+    test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private", **INFERENCE)
     return {"trained": trained}
 

@@ -11,9 +11,8 @@ import plotly.graph_objects as go
 
 from ..engine import Engine
 from . import plots
-from .common import (Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
+from .common import (INFERENCE, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
                      session_engine, task_choices, user_errors)
-from .media import readable
 
 PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, record or upload a clip (or click an example), '
                'then press <b>Classify</b>.</div>')
@@ -83,7 +82,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
         raise fail("Choose a task first." if eng.tasks else
                        "No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
     prompt = eng.get(task)
-    analysis = eng.analyze(readable(path), [task])
+    analysis = eng.analyze(path, [task])
     t0 = time.perf_counter()
     base = eng.unprompted_distribution(analysis.units)
     extra_ms = (time.perf_counter() - t0) * 1e3
@@ -138,9 +137,9 @@ def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
     def on_task(session: Session, task_id: str | None) -> str:
         return task_card(engine, session, task_id)
 
-    run.click(on_run, [state, audio, task], outputs, api_visibility="private")
+    run.click(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
     for button, path in clip_buttons:
         button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
-            on_run, [state, audio, task], outputs, api_visibility="private")
+            on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     return {"task": task, "card": card, "audio": audio}

@@ -1,0 +1,32 @@
+"""`python -m app bench`: every documented key, on the tiny engine, including the launched app's peak memory."""
+from __future__ import annotations
+
+import pytest
+
+from app.bench import run_bench
+
+from .ui_engine import save_engine
+
+
+@pytest.fixture(scope="module")
+def figures(tmp_path_factory):
+    backbone, prompts = save_engine(tmp_path_factory.mktemp("engine"))
+    return run_bench(backbone, prompts, repeats=3, threads=1)
+
+
+def test_required_keys_and_sane_values(figures):
+    f = figures
+    for key in ("latency_ms_p50", "batch_all_tasks_over_one_task", "train_3x5_seconds", "peak_rss_mb"):
+        assert isinstance(f[key], (int, float)) and f[key] > 0, key
+    assert set(f["stage_ms"]) == {"decode", "encode", "lm", "verbalizer"}
+    assert f["tasks_loaded"] == 2 and f["threads"] == 1
+    assert f["train_3x5_train_acc"] == 1.0 and f["train_3x5_epochs"] >= 1
+    assert f["train_examples_per_second"] > 0
+
+
+def test_peak_memory_is_the_apps(figures):
+    f = figures
+    assert f["peak_rss_source"].startswith("app.py")
+    assert f["peak_rss_mb"] >= f["app_rss_mb_idle"] > 50
+    assert any("only the first 30 s" in n for n in f["ten_minute_upload_notices"])
+    assert f["api_latency_ms_p50"] > 0
