@@ -12,11 +12,10 @@ import pytest
 import soundfile as sf
 from playwright import sync_api
 
-from app.ui import build_ui, launch_options
 from app.ui.common import examples
 
 from .conftest import KINDS, tone_clip
-from .ui_engine import free_port, ui_engine, write_tone
+from .ui_engine import served_ui, ui_engine, write_tone
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -31,13 +30,8 @@ pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM}
 
 @pytest.fixture(scope="module")
 def url():
-    demo = build_ui(ui_engine(), None)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served_ui() as u:
+        yield u
 
 
 @pytest.fixture(scope="module")

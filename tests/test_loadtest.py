@@ -12,22 +12,15 @@ import pytest
 
 from app.loadtest import check_loopback, launched_server, run_loadtest
 
-from .ui_engine import add_malformed_prompts, free_port, save_engine, ui_engine, write_tone
+from .ui_engine import add_malformed_prompts, save_engine, served_ui, write_tone
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def server():
-    from app.ui import build_ui, launch_options
-
-    demo = build_ui(ui_engine(), None)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served_ui() as u:
+        yield u
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:7860", "http://localhost:7860/", "https://[::1]:7860/",

@@ -9,21 +9,16 @@ import httpx
 import pytest
 from gradio_client import Client, handle_file
 
-from app.ui import build_ui, launch_options
+from app.ui import build_ui
 
-from .ui_engine import free_port, ui_engine, write_tone
+from .ui_engine import served_ui, free_port, ui_engine, write_tone
 
 
 @pytest.fixture(scope="module")
 def server():
     engine = ui_engine()
-    demo = build_ui(engine, None)
-    port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    try:
-        yield engine, f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served_ui(engine) as url:
+        yield engine, url
 
 
 @pytest.fixture(scope="module")

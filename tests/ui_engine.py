@@ -1,6 +1,9 @@
 """A tiny engine with two prompts trained in seconds on synthetic tones, shared by the UI tests."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import functools
 import socket
 from pathlib import Path
@@ -115,3 +118,17 @@ def add_malformed_prompts(prompts: Path, good: str = "tones") -> dict[str, str]:
     clone("no-labels", labels=["only-one"])
     cases["no-labels"] = "2 or more distinct labels"
     return cases
+
+
+@contextmanager
+def served_ui(engine: Engine | None = None) -> Iterator[str]:
+    """Launch the UI of ``engine`` (default: the tiny UI engine) on a free loopback port; yields its URL."""
+    from app.ui import build_ui, launch_options
+
+    demo = build_ui(engine or ui_engine(), None)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
