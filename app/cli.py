@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-
 from .audio import AudioError
 from .backbone import Backbone, BackboneError
 from .data import DataError, list_labelled

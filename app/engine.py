@@ -150,7 +150,6 @@ class Engine:
         self.backbone = backbone
         self.prompts: dict[str, TaskPrompt] = dict(prompts or {})
         self.skipped: dict[str, str] = {}
-        self.prompts_dir: Path | None = None
 
     @classmethod
     def load(cls, backbone_dir: str | Path | None = None, prompts_dir: str | Path | None = None) -> "Engine":
@@ -161,7 +160,6 @@ class Engine:
 
     def load_prompts(self, folder: str | Path) -> None:
         folder = Path(folder)
-        self.prompts_dir = folder
         if not folder.is_dir():
             return
         for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (p / "task.json").exists()):

@@ -295,7 +295,7 @@ def client(engine):
 
     from .ui_engine import free_port
 
-    demo = build_ui(engine, None)
+    demo = build_ui(engine)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:

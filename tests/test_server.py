@@ -73,7 +73,7 @@ def test_https_launch_with_a_self_signed_certificate(tmp_path):
     port = free_port()
     args = parse_args(["--host", "127.0.0.1", "--port", str(port), "--ssl-certfile", str(cert),
                        "--ssl-keyfile", str(key)], env={})
-    demo = build_ui(ui_engine(), None)
+    demo = build_ui(ui_engine())
     demo.launch(prevent_thread_lock=True, quiet=True, **launch_kwargs(args))
     try:
         for _ in range(20):

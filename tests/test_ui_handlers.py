@@ -165,12 +165,13 @@ def test_run_all_matches_single_tasks_and_tells_storage(engine, clip, tmp_path):
         assert row[1] == pred.label and row[2] == f"{pred.confidence:.0%}"
     assert f"{len(engine.tasks)} tasks in one batched pass" in out.timing
     # Storage figures come from real sizes: the serialised prompt equals the file save_prompt writes.
-    from app.prompts import save_prompt
+    from app.prompts import load_prompt, save_prompt
 
     for t in engine.tasks:
         save_prompt(engine.prompts[t], tmp_path / t, engine.backbone.id, engine.backbone.fingerprint)
         on_disk = (tmp_path / t / "prompt.safetensors").stat().st_size
-        assert prompt_bytes(engine.prompts[t], tmp_path) == on_disk
+        loaded = load_prompt(tmp_path / t, engine.backbone.lm.config, engine.backbone.fingerprint)
+        assert prompt_bytes(loaded) == on_disk  # a prompt loaded from files reports its real file size
         assert abs(prompt_bytes(engine.prompts[t]) - on_disk) < 64
     total = sum(prompt_bytes(engine.prompts[t]) for t in engine.tasks)
     assert list(out.storage_fig.data[0].y) == [total, engine.backbone.lm.num_params() * 4,
@@ -412,7 +413,7 @@ def test_examples_are_bundled_and_small():
 
 
 def test_build_ui_exposes_only_the_named_api(engine):
-    demo = build_ui(engine, None)
+    demo = build_ui(engine)
     named = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
     assert named == {"classify", "classify_all"}
     train = [fn for fn in demo.fns.values() if fn.concurrency_id == "train"]

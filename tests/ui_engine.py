@@ -125,7 +125,7 @@ def served_ui(engine: Engine | None = None) -> Iterator[str]:
     """Launch the UI of ``engine`` (default: the tiny UI engine) on a free loopback port; yields its URL."""
     from app.ui import build_ui, launch_options
 
-    demo = build_ui(engine or ui_engine(), None)
+    demo = build_ui(engine or ui_engine())
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     try:

@@ -5,12 +5,11 @@ in tests); ``launch_options()`` gives what ``launch()`` needs (theme, CSS, uploa
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from ..engine import DEFAULT_PROMPTS_DIR, Engine
+from ..engine import Engine
 from . import all_view, api, how_view, train_view, try_view
 from .common import EXAMPLES_DIR, INFERENCE_CONCURRENCY, Session, cleanup_session, session_engine, task_choices
 from .style import CSS, THEME, header_html
@@ -20,7 +19,7 @@ QUEUE_SIZE = 64  # requests waiting beyond this are refused at once ("queue full
 __all__ = ["build_ui", "launch_options"]
 
 
-def build_ui(engine: Engine, prompts_dir: str | Path | None = DEFAULT_PROMPTS_DIR) -> gr.Blocks:
+def build_ui(engine: Engine) -> gr.Blocks:
     """All four views around one shared engine; each visitor's own prompts and examples live in ``gr.State``."""
     with gr.Blocks(title="SpeechPrompt v2: one frozen speech LM, many tiny prompts",
                    delete_cache=(1800, 3600)) as demo:
@@ -28,18 +27,18 @@ def build_ui(engine: Engine, prompts_dir: str | Path | None = DEFAULT_PROMPTS_DI
         gr.HTML(header_html(engine))
         with gr.Tabs():
             with gr.Tab("Try a task", id="try"):
-                tried = try_view.build(engine, state, prompts_dir)
+                tried = try_view.build(engine, state)
             with gr.Tab("All tasks at once", id="all"):
-                every = all_view.build(engine, state, prompts_dir)
+                every = all_view.build(engine, state)
             with gr.Tab("Train a prompt", id="train"):
                 trained = train_view.build(engine, state)
             with gr.Tab("How it works", id="how"):
-                how_view.build(engine, prompts_dir)
+                how_view.build(engine)
         api.build(engine)
 
         def after_training(session: Session) -> tuple:
             """Put the visitor's new prompt in their task pickers and storage story."""
-            text, fig = all_view.storage_story(session_engine(engine, session), prompts_dir)
+            text, fig = all_view.storage_story(session_engine(engine, session))
             return (gr.update(choices=task_choices(engine, session), value=session.last_task),
                     try_view.task_card(engine, session, session.last_task), text, fig)
 

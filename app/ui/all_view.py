@@ -26,11 +26,11 @@ class AllOutputs:
         return (self.rows, self.timing, self.storage, self.storage_fig)
 
 
-def storage_story(engine: Engine, prompts_dir=None) -> tuple[str, go.Figure]:
+def storage_story(engine: Engine) -> tuple[str, go.Figure]:
     """N prompts x KB against N fine-tuned LM copies x MB, from real file sizes and parameter counts."""
     tasks = engine.tasks
     n = len(tasks)
-    sizes = [prompt_bytes(engine.prompts[t], prompts_dir) for t in tasks]
+    sizes = [prompt_bytes(engine.prompts[t]) for t in tasks]
     params = [engine.prompts[t].num_trainable() for t in tasks]
     lm_b, lm_p = lm_bytes(engine), engine.backbone.lm.num_params()
     total = sum(sizes)
@@ -43,7 +43,7 @@ def storage_story(engine: Engine, prompts_dir=None) -> tuple[str, go.Figure]:
 
 
 @user_errors
-def run_all(engine: Engine, session: Session | None, audio_path: str | None, prompts_dir=None) -> AllOutputs:
+def run_all(engine: Engine, session: Session | None, audio_path: str | None) -> AllOutputs:
     """Every task (the loaded ones and this visitor's own) on one clip, in one batched forward pass."""
     path = require_audio(audio_path)
     eng = session_engine(engine, session)
@@ -61,11 +61,11 @@ def run_all(engine: Engine, session: Session | None, audio_path: str | None, pro
               f"total {t['total']:.0f} ms).")
     if analysis.notices:
         timing += "\n\n" + "\n\n".join(f"**Note:** {n}" for n in analysis.notices)
-    text, fig = storage_story(eng, prompts_dir)
+    text, fig = storage_story(eng)
     return AllOutputs(rows=rows, timing=timing, storage=text, storage_fig=fig)
 
 
-def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
+def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     gr.Markdown("One clip, every task prompt: the clip is turned into units once, then one batch runs through the "
                 "frozen LM with a different prompt on each row.")
     with gr.Row(equal_height=False):
@@ -77,7 +77,7 @@ def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
             table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True, label="Answers",
                                  elem_id="all-table")
             timing = gr.Markdown(elem_classes=["facts"])
-    text, fig = storage_story(engine, prompts_dir)
+    text, fig = storage_story(engine)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2):
             storage = gr.Markdown(text, elem_classes=["facts"])
@@ -86,7 +86,7 @@ def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
     outputs = [table, timing, storage, storage_fig]
 
     def on_run(session: Session, audio_path: str | None) -> tuple:
-        return run_all(engine, session, audio_path, prompts_dir).as_tuple()
+        return run_all(engine, session, audio_path).as_tuple()
 
     run.click(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     for button, path in buttons:

@@ -127,12 +127,10 @@ def require_audio(path: str | None) -> str:
     return path
 
 
-def prompt_bytes(prompt: TaskPrompt, prompts_dir: Path | None = None) -> int:
-    """Size of the prompt's file: the real one on disk if there is one, else the exact serialised size."""
-    if prompts_dir is not None:
-        f = Path(prompts_dir) / prompt.task / "prompt.safetensors"
-        if f.is_file():
-            return f.stat().st_size
+def prompt_bytes(prompt: TaskPrompt) -> int:
+    """Size of the prompt's file: the real one if it was loaded from disk, else the exact serialised size."""
+    if prompt.folder is not None and (prompt.folder / "prompt.safetensors").is_file():
+        return (prompt.folder / "prompt.safetensors").stat().st_size
     return len(safetensors_bytes(prompt.state_tensors(), metadata={"task": prompt.task}))
 
 

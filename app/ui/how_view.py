@@ -44,7 +44,7 @@ def pipeline_html(engine: Engine) -> str:
             'trainable key/value prefixes (the deep prompt) that every position can attend to.</div></div>')
 
 
-def how_markdown(engine: Engine, prompts_dir=None) -> str:
+def how_markdown(engine: Engine) -> str:
     """The explanation, with parameter counts computed from the backbone and the loaded prompts."""
     d = engine.backbone.describe()
     L, C, V = d["layers"], d["width"], d["vocab_size"]
@@ -75,7 +75,7 @@ def how_markdown(engine: Engine, prompts_dir=None) -> str:
             p = engine.prompts[t]
             n = p.num_trainable()
             rows.append(f"| {html.escape(p.info.title)} | {len(p.labels)} | {p.config.verbalizer} | {n:,} | "
-                        f"{plots.human_bytes(prompt_bytes(p, prompts_dir))} | {n / max(d['lm_params'], 1):.2%} |")
+                        f"{plots.human_bytes(prompt_bytes(p))} | {n / max(d['lm_params'], 1):.2%} |")
         lines += ["### The loaded task prompts", "\n".join(rows)]
     lines += [
         "### Why it is interesting",
@@ -91,7 +91,7 @@ def how_markdown(engine: Engine, prompts_dir=None) -> str:
     return "\n\n".join(lines)
 
 
-def build(engine: Engine, prompts_dir=None) -> dict[str, Any]:
+def build(engine: Engine) -> dict[str, Any]:
     diagram = gr.HTML(pipeline_html(engine), elem_id="how-diagram")
-    text = gr.Markdown(how_markdown(engine, prompts_dir), elem_id="how-text")
+    text = gr.Markdown(how_markdown(engine), elem_id="how-text")
     return {"diagram": diagram, "text": text}

@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from ..backbone import BackboneError
-    from ..engine import DEFAULT_PROMPTS_DIR, Engine
+    from ..engine import Engine
     from . import build_ui
     from .common import serving_threads
 
@@ -55,5 +55,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     for name, why in engine.skipped.items():
         print(f"warning: skipped prompt {name}: {why}", file=sys.stderr)
-    build_ui(engine, args.prompts or DEFAULT_PROMPTS_DIR).launch(**launch_kwargs(args))
+    build_ui(engine).launch(**launch_kwargs(args))
     return 0

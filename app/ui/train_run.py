@@ -9,11 +9,10 @@ import logging
 import queue
 import threading
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterator
 
 import plotly.graph_objects as go
-import torch
 
 from ..engine import Engine
 from ..prompts import PromptConfig, TaskInfo, save_prompt
@@ -54,27 +53,16 @@ class TrainUpdate:
     zip_path: str | None = None
 
 
-class Cancelled(Exception):
-    """Raised inside the training thread when the visitor has gone (the event's generator was closed)."""
-
-
-def _run_in_thread(fn: Callable[[Callable[[dict], None]], Any]) -> Iterator[dict | tuple[str, Any]]:
-    """Run ``fn(progress_callback)`` in a thread and yield each progress row as it arrives, then
-    ``("result", value)`` or ``("error", exception)``. Closing this generator stops the thread at its next
-    progress call, so a visitor who leaves does not keep the training slot busy."""
+def _run_in_thread(fn: Callable[[Callable[[dict], None], Callable[[], bool]], Any]) -> Iterator[dict | tuple[str, Any]]:
+    """Run ``fn(progress_callback, should_stop)`` in a thread and yield each progress row as it arrives, then
+    ``("result", value)`` or ``("error", exception)``. Closing this generator makes ``should_stop()`` true, so
+    the training loop ends after its current epoch and a visitor who leaves does not keep the training slot busy."""
     q: queue.Queue = queue.Queue()
     stop = threading.Event()
 
-    def callback(row: dict) -> None:
-        if stop.is_set():
-            raise Cancelled()
-        q.put(row)
-
     def work() -> None:
         try:
-            q.put(("result", fn(callback)))
-        except Cancelled:
-            q.put(("cancelled", None))
+            q.put(("result", fn(q.put, stop.is_set)))
         except BaseException as exc:  # handed to the caller, which raises it in the request's thread
             q.put(("error", exc))
 
@@ -130,9 +118,7 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
                     description=f"Trained in the browser on {len(data)} clips ({', '.join(labels)}).",
                     training_data=f"{len(train_set)} training / {len(val_set)} held-out clips given by a visitor")
     lm = engine.backbone.lm
-    with torch.random.fork_rng(devices=[]):  # the verbalizer's initial weights come from the global generator:
-        torch.manual_seed(0)  # seed it, so the same examples always train the same way (and others' runs stay put)
-        prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)
+    prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)  # seeded: same examples, same run
     # No early stopping on the few held-out clips (one or two per class are too noisy to judge by): a live run
     # stops when every training clip is right, or when the time budget ends (then the best epoch is kept).
     cfg = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=max_seconds, seed=0,
@@ -145,7 +131,10 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
         progress(0.0, desc="Starting")
     yield TrainUpdate(intro, plots.training_figure(history), list(history))
     result = None
-    for item in _run_in_thread(lambda cb: train_prompt(lm, prompt, train_set, val_set or None, cfg, cb)):
+    def run(progress_cb: Callable[[dict], None], should_stop: Callable[[], bool]):
+        return train_prompt(lm, prompt, train_set, val_set or None, replace(cfg, should_stop=should_stop), progress_cb)
+
+    for item in _run_in_thread(run):
         if isinstance(item, tuple):
             kind, value = item
             if kind == "error":
@@ -168,7 +157,8 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
     session.last_task = task
     zip_path = export_zip(engine, session, task)
     why = {"target": "every training clip is right", "time": f"the {max_seconds:.0f} s budget ran out",
-           "early": "held-out accuracy stopped improving", "epochs": "all epochs ran"}[result.stopped]
+           "early": "held-out accuracy stopped improving", "epochs": "all epochs ran",
+           "stopped": "the run was stopped"}[result.stopped]
     held = f", held-out {result.best_val_acc:.0%}" if result.best_val_acc is not None else ""
     done = (f"✓ Trained **{title}** (`{task}`) in {len(result.history)} epochs, {result.seconds:.1f} s "
             f"(stopped: {why}). Training accuracy {result.train_acc:.0%}{held}.\n\n"

@@ -55,8 +55,7 @@ def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
     return "\n\n".join(bits)
 
 
-def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_ms: float, notices: list[str],
-                   prompts_dir=None) -> str:
+def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_ms: float, notices: list[str]) -> str:
     """Latency per stage and the prompt's size against the frozen LM's."""
     p = engine.prompts[task]
     n_p, n_lm = p.num_trainable(), engine.backbone.lm.num_params()
@@ -64,7 +63,7 @@ def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_m
     lines = [
         f"**Latency:** decode {t['decode']:.0f} ms · units {t['encode']:.0f} ms · prompted LM {t['lm']:.0f} ms · "
         f"**total {t['total']:.0f} ms** (the no-prompt comparison below took {extra_ms:.0f} ms more)",
-        f"**This prompt:** {n_p:,} trainable parameters ({plots.human_bytes(prompt_bytes(p, prompts_dir))}) · "
+        f"**This prompt:** {n_p:,} trainable parameters ({plots.human_bytes(prompt_bytes(p))}) · "
         f"**frozen LM:** {n_lm:,} parameters ({plots.human_bytes(lm_bytes(engine))}) — the prompt is "
         f"{n_p / max(n_lm, 1):.2%} of the LM.",
     ]
@@ -73,8 +72,7 @@ def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_m
 
 
 @user_errors
-def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None,
-             prompts_dir=None) -> TryOutputs:
+def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> TryOutputs:
     """Classify one clip with one task and build every figure of the view."""
     path = require_audio(audio_path)
     eng = session_engine(engine, session)
@@ -92,7 +90,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
     return TryOutputs(
         headline=plots.headline_html(pred.label, pred.confidence, prompt.info.title),
         probs=plots.probs_figure(pred.labels, pred.probs),
-        facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices, prompts_dir),
+        facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices),
         signal=plots.signal_figure(analysis.audio, analysis.units),
         strip=plots.unit_strip_html(analysis.units, V),
         steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
@@ -100,7 +98,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
     )
 
 
-def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
+def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     """Lay out the view and wire its events; returns the components other views update."""
     choices = task_choices(engine)
     first = choices[0][1] if choices else None
@@ -132,7 +130,7 @@ def build(engine: Engine, state: gr.State, prompts_dir=None) -> dict[str, Any]:
     outputs = [headline, probs, facts, signal, strip, steering, verbalizer]
 
     def on_run(session: Session, audio_path: str | None, task_id: str | None) -> tuple:
-        return run_task(engine, session, audio_path, task_id, prompts_dir).as_tuple()
+        return run_task(engine, session, audio_path, task_id).as_tuple()
 
     def on_task(session: Session, task_id: str | None) -> str:
         return task_card(engine, session, task_id)
