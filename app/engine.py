@@ -59,8 +59,12 @@ def max_units(lm: UnitLM, prompts: Sequence[TaskPrompt]) -> int:
 
 @dataclass
 class PromptedOutput:
-    unit_logits: torch.Tensor  # (B, V) next-unit logits at each row's separator
+    logits: dict[str, torch.Tensor]  # the LM's next-token outputs at each row's separator: "units" (B, V), ...
     class_logits: list[torch.Tensor]  # per row, (n_classes of that row's task,)
+
+    @property
+    def unit_logits(self) -> torch.Tensor:
+        return self.logits["units"]
 
 
 def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskPrompt]) -> PromptedOutput:
@@ -76,17 +80,16 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
     last = torch.tensor([r.shape[0] - 1 for r in rows])
     x = pad_sequence(rows, batch_first=True)
     prefix, mask = _stack_prefixes(lm, prompts)
-    hidden = lm.run(x, prefix, mask)
-    logits = lm.unit_logits(hidden[torch.arange(len(rows)), last])
+    logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last))
     class_logits: list[torch.Tensor | None] = [None] * len(rows)
     groups: dict[int, list[int]] = {}
     for b, p in enumerate(prompts):
         groups.setdefault(id(p), []).append(b)
     for idx in groups.values():
-        out = prompts[idx[0]].classify(logits[idx])
+        out = prompts[idx[0]].classify({k: v[idx] for k, v in logits.items()})
         for j, b in enumerate(idx):
             class_logits[b] = out[j]
-    return PromptedOutput(unit_logits=logits, class_logits=class_logits)  # type: ignore[arg-type]
+    return PromptedOutput(logits=logits, class_logits=class_logits)  # type: ignore[arg-type]
 
 
 def _stack_prefixes(lm: UnitLM, prompts: Sequence[TaskPrompt]):
@@ -116,6 +119,7 @@ class Prediction:
     labels: list[str]
     probs: torch.Tensor  # (n_classes,)
     unit_probs: torch.Tensor  # (V,) the prompted LM's next-unit distribution at the separator
+    stream_probs: dict[str, torch.Tensor] = field(default_factory=dict)  # every output stream there, incl. units
 
     @property
     def label(self) -> str:
@@ -202,9 +206,9 @@ class Engine:
         if not prompts:
             return []
         out = prompted_forward(self.backbone.lm, [units] * len(prompts), prompts)
-        unit_probs = torch.softmax(out.unit_logits, dim=-1)
+        probs = {k: torch.softmax(v, dim=-1) for k, v in out.logits.items()}
         return [
-            Prediction(p.task, p.labels, torch.softmax(c, dim=-1), unit_probs[i])
+            Prediction(p.task, p.labels, torch.softmax(c, dim=-1), probs["units"][i], {k: v[i] for k, v in probs.items()})
             for i, (p, c) in enumerate(zip(prompts, out.class_logits))
         ]
 

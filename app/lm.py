@@ -51,11 +51,16 @@ class Attention(nn.Module):
         self.dropout = cfg.dropout
 
     def forward(
-        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor
+        self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor,
+        query: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``query (B,)``: compute the output at that one position per row only (keys/values still cover all)."""
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.n_head, self.head_dim).transpose(1, 2) for t in (q, k, v))
+        if query is not None:
+            q, T = q[torch.arange(B), query][:, None], 1
+        q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+        k, v = (t.view(B, -1, self.n_head, self.head_dim).transpose(1, 2) for t in (k, v))
         own_kv = (k, v)
         if prefix is not None:
             k = torch.cat([prefix[0], k], dim=2)
@@ -76,8 +81,10 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, prefix, mask):
-        a, kv = self.attn(self.ln1(x), prefix, mask)
+    def forward(self, x, prefix, mask, query=None):
+        a, kv = self.attn(self.ln1(x), prefix, mask, query)
+        if query is not None:
+            x = x[torch.arange(x.shape[0]), query][:, None]
         x = x + self.drop(a)
         return x + self.drop(self.mlp(self.ln2(x))), kv
 
@@ -130,12 +137,15 @@ class UnitLM(nn.Module):
         prefix: torch.Tensor | None = None,
         prefix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
+        read_at: torch.Tensor | None = None,
     ):
         """Run the blocks over input embeddings ``x (B, T, C)``.
 
         ``prefix``: deep prompt keys/values ``(B, n_layer, 2, n_head, P, head_dim)``; every position may attend
         to the prefix where ``prefix_mask (B, P)`` is True, and causally to the sequence. Returns the final
         hidden states ``(B, T, C)`` (and each layer's own keys/values if ``return_kv``).
+        ``read_at (B,)``: only that position's final state is wanted (returned as ``(B, C)``); the last layer then
+        computes its queries, attention output and MLP for that position alone (same result, less work).
         """
         B, T, _ = x.shape
         if T > self.config.block_size:
@@ -151,21 +161,29 @@ class UnitLM(nn.Module):
         kvs = []
         for i, block in enumerate(self.blocks):
             layer_prefix = (prefix[:, i, 0], prefix[:, i, 1]) if prefix is not None else None
-            x, kv = block(x, layer_prefix, mask)
+            query = read_at if read_at is not None and i == len(self.blocks) - 1 else None
+            if query is not None:
+                mask = mask.expand(B, 1, T, mask.shape[-1])[torch.arange(B), :, query][:, :, None]
+            x, kv = block(x, layer_prefix, mask, query)
             kvs.append(kv)
         x = self.ln_f(x)
+        if read_at is not None:
+            x = x[:, 0]
         return (x, kvs) if return_kv else x
 
     def unit_logits(self, h: torch.Tensor) -> torch.Tensor:
         """Next-unit logits from hidden states (output embedding tied to the input one)."""
         return h @ self.wte.weight.T
 
-    def forward(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
-        """Plain language modelling: logits for the next unit, duration bucket and pitch bucket."""
-        h = self.run(self.embed(ids, dur, pitch))
+    def next_token_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every output stream from hidden states: next unit, and for a prosody LM its duration and pitch bucket."""
         out = {"units": self.unit_logits(h)}
         if self.duration_head is not None:
             out["duration"] = self.duration_head(h)
         if self.pitch_head is not None:
             out["pitch"] = self.pitch_head(h)
         return out
+
+    def forward(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
+        """Plain language modelling: logits for the next unit, duration bucket and pitch bucket."""
+        return self.next_token_logits(self.run(self.embed(ids, dur, pitch)))

@@ -7,7 +7,8 @@ fingerprint, metrics...). It holds
 - ``deep_prompt`` (n_layer, 2, P, C): trainable key and value prefixes for every layer (prefix tuning),
 - ``separator`` (C,): a trainable embedding after the units; the LM's next-unit distribution is read there,
 - a verbalizer: learnable linear map from the (standardised log-)vocabulary distribution to classes (v2), or a fixed one that
-  gives each class a unit token chosen by frequency or at random (v1).
+  gives each class a unit token chosen by frequency or at random (v1). With a prosody-aware LM (pGSLM) the
+  vocabulary is the LM's whole next-token output: next unit, next duration bucket and next pitch bucket.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
@@ -27,6 +28,7 @@ from .lm import UnitLM, UnitLMConfig
 
 FORMAT_VERSION = 1
 VERBALIZERS = ("learnable", "freq", "random")
+STREAMS = ("units", "duration", "pitch")  # the LM's next-token outputs a learnable verbalizer may read
 TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_PROMPT_FILE_BYTES = 16 * 2**20
 MAX_LABELS = 1000
@@ -43,12 +45,14 @@ class PromptConfig:
     prompt_length: int = 5  # input prompt vectors (and deep prompt prefix length)
     deep: bool = True  # key/value prefixes at every layer
     verbalizer: str = "learnable"  # learnable | freq | random
+    prosody: bool = True  # a learnable verbalizer also reads the LM's duration and pitch predictions
 
     def __post_init__(self) -> None:
         if not 0 <= self.prompt_length <= 64:
             raise ValueError("prompt_length must be between 0 and 64")
         if self.verbalizer not in VERBALIZERS:
             raise ValueError(f"verbalizer must be one of {VERBALIZERS}, got {self.verbalizer!r}")
+        self.prosody = self.prosody and self.verbalizer == "learnable"  # a fixed verbalizer reads unit tokens
 
 
 @dataclass
@@ -78,11 +82,27 @@ def check_task_id(task_id: str) -> str:
     return task_id
 
 
-def verbalizer_input(unit_logits: torch.Tensor) -> torch.Tensor:
-    """What a learnable verbalizer reads: the next-unit log-distribution, standardised per row (zero mean, unit
-    spread), so the linear map works the same whether the LM's distribution is sharp or flat."""
-    logp = torch.log_softmax(unit_logits, dim=-1)
-    return (logp - logp.mean(-1, keepdim=True)) / (logp.std(-1, keepdim=True) + 1e-5)
+StreamLogits = Mapping[str, torch.Tensor]
+
+
+def verbalizer_input(logits: StreamLogits | torch.Tensor, reads: tuple[str, ...] = ("units",)) -> torch.Tensor:
+    """What a learnable verbalizer reads: each stream's next-token log-distribution (``logits[name] (B, n)``; a
+    bare tensor means the units), standardised per row and stream (zero mean, unit spread) so the linear map
+    works the same whether the LM is sharp or flat, then concatenated in ``reads`` order."""
+    streams = {"units": logits} if isinstance(logits, torch.Tensor) else logits
+    parts = []
+    for name in reads:
+        if name not in streams:
+            raise PromptError(f"The verbalizer reads the LM's {name!r} output, which was not given.")
+        logp = torch.log_softmax(streams[name], dim=-1)
+        parts.append((logp - logp.mean(-1, keepdim=True)) / (logp.std(-1, keepdim=True) + 1e-5))
+    return torch.cat(parts, dim=-1)
+
+
+def stream_sizes(lm_config: UnitLMConfig) -> dict[str, int]:
+    """Size of each next-token output the LM has (duration and pitch only for a prosody-aware LM)."""
+    sizes = {"units": lm_config.vocab_size, "duration": lm_config.n_duration, "pitch": lm_config.n_pitch}
+    return {k: v for k, v in sizes.items() if v}
 
 
 class TaskPrompt(nn.Module):
@@ -98,8 +118,11 @@ class TaskPrompt(nn.Module):
         self.deep_prompt = nn.Parameter(torch.zeros(lm_config.n_layer, 2, P, c)) if self.config.deep else None
         self.separator = nn.Parameter(torch.zeros(c))
         n = len(info.labels)
-        if self.config.verbalizer == "learnable":
-            self.verbalizer = nn.Linear(lm_config.vocab_size, n)
+        sizes = stream_sizes(lm_config)
+        learnable = self.config.verbalizer == "learnable"
+        self.reads: tuple[str, ...] = tuple(s for s in sizes if s == "units" or (learnable and self.config.prosody))
+        if learnable:
+            self.verbalizer = nn.Linear(sum(sizes[s] for s in self.reads), n)
             nn.init.normal_(self.verbalizer.weight, 0.0, 0.02)
             nn.init.zeros_(self.verbalizer.bias)
             self.register_buffer("tokens", torch.zeros(0, dtype=torch.long))
@@ -147,16 +170,25 @@ class TaskPrompt(nn.Module):
         h, d = self.lm_config.n_head, self.lm_config.head_dim
         return self.deep_prompt.view(L, 2, P, h, d).transpose(2, 3)
 
-    def classify(self, unit_logits: torch.Tensor) -> torch.Tensor:
-        """Class logits from next-unit logits at the separator ``(B, V) -> (B, n_classes)``."""
+    def classify(self, logits: StreamLogits | torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, n_classes)`` from the LM's next-token logits at the separator: ``{"units": (B, V),
+        "duration": ..., "pitch": ...}`` (a bare tensor is the units)."""
         if self.verbalizer is not None:
-            return self.verbalizer(verbalizer_input(unit_logits))
-        return unit_logits[:, self.tokens]
+            return self.verbalizer(verbalizer_input(logits, self.reads))
+        units = logits if isinstance(logits, torch.Tensor) else logits["units"]
+        return units[:, self.tokens]
+
+    def feature_names(self) -> list[str]:
+        """One name per verbalizer input: ``unit 17``, ``duration 3``, ``pitch 7`` (stream and bucket)."""
+        sizes = stream_sizes(self.lm_config)
+        return [f"{'unit' if s == 'units' else s} {i}" for s in self.reads for i in range(sizes[s])]
 
     def verbalizer_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"kind": self.config.verbalizer}
         if self.verbalizer is None:
             d["tokens"] = self.tokens.tolist()
+        else:
+            d["reads"] = list(self.reads)
         return d
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -227,8 +259,12 @@ def load_prompt(folder: str | Path, lm_config: UnitLMConfig, fingerprint: str | 
             metrics=meta.get("metrics", {}), extra=meta.get("extra", {}),
         )
         verb = meta["verbalizer"]
+        reads = list(verb.get("reads", ["units"]))  # prompts from before prosody-aware verbalizers read units only
+        if verb["kind"] == "learnable" and (not reads or reads[0] != "units"
+                                           or any(r not in stream_sizes(lm_config) for r in reads)):
+            raise PromptError(f"verbalizer reads {reads!r}, but this LM's outputs are {list(stream_sizes(lm_config))}.")
         config = PromptConfig(prompt_length=int(meta["prompt_length"]), deep=bool(meta.get("deep", True)),
-                              verbalizer=verb["kind"])
+                              verbalizer=verb["kind"], prosody=len(reads) > 1)
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PromptError):
             raise

@@ -36,10 +36,11 @@ from app.tuning import TrainConfig, finetune, new_prompt, predict_proba, prompt_
 from app.units import Units  # noqa: E402
 from recipes.tasks import TASKS  # noqa: E402
 
-VARIANTS = ("v2", "shallow", "freq", "finetune", "mfcc")
-PROMPT_VARIANTS = {
-    "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable"),
-    "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable"),
+VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
+PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2 prompt in front of it
+    "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True),
+    "v2_units": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=False),
+    "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable", prosody=False),
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
 DOCS = ROOT / "docs"
@@ -193,7 +194,8 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
         for s in eval_splits:
             probs = predict_proba(logits_fn, data[s][0])
             out[s] = scores(task, probs, data[s][1])
-        row = {**out, "trainable_params": n_params, "train_seconds": round(res.seconds, 1),
+        row = {**out, "trainable_params": n_params, "verbalizer_reads": list(prompt.reads),
+               "train_seconds": round(res.seconds, 1),
                "epochs_run": len(res.history), "best_epoch": res.best_epoch, "val_accuracy": res.best_val_acc,
                "train_accuracy": round(res.train_acc, 4)}
         if variant == "v2":
@@ -222,7 +224,8 @@ def headline(r: dict, metric: str) -> float | None:
 
 
 def write_reports(all_results: dict, bb: Backbone) -> None:
-    names = {"v2": "SpeechPrompt v2", "shallow": "input prompt only", "freq": "deep + freq verbalizer",
+    names = {"v2": "SpeechPrompt v2", "v2_units": "v2, verbalizer on units only", "shallow": "input prompt only",
+             "freq": "deep + freq verbalizer",
              "finetune": "full fine-tuning", "mfcc": "MFCC + logistic regression"}
     lines = [
         "# Results: the prompt library on our backbone",

@@ -22,6 +22,12 @@ def test_required_keys_and_sane_values(figures):
     assert f["tasks_loaded"] == 2 and f["threads"] == 1
     assert f["train_3x5_train_acc"] == 1.0 and f["train_3x5_epochs"] >= 1
     assert f["train_examples_per_second"] > 0
+    for key in ("batch_10_tasks_over_one_task", "lm_batch_all_tasks_over_one_task"):
+        assert f[key] > 0, key
+    # the ratios are what they say: the measured times divided
+    assert f["batch_all_tasks_over_one_task"] == pytest.approx(f["all_tasks_end_to_end_ms"] / f["latency_ms_p50"],
+                                                               rel=0.02)
+    assert f["lm_batch_all_tasks_over_one_task"] == pytest.approx(f["lm_all_tasks_ms"] / f["lm_one_task_ms"], rel=0.02)
 
 
 def test_peak_memory_is_the_apps(figures):

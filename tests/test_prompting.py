@@ -23,10 +23,46 @@ def _prompt(backbone, task="t", labels=("a", "b", "c"), seed=0, **cfg):
 
 def test_trainable_parameter_count(backbone):
     p = _prompt(backbone)
-    c, L, V = backbone.lm.config.n_embd, backbone.lm.config.n_layer, backbone.lm.config.vocab_size
+    cfg = backbone.lm.config
+    c, L = cfg.n_embd, cfg.n_layer
+    V = cfg.vocab_size + cfg.n_duration + cfg.n_pitch  # the verbalizer reads units, duration and pitch outputs
     assert p.num_trainable() == 5 * c + L * 2 * 5 * c + c + V * 3 + 3
     shallow = _prompt(backbone, deep=False)
     assert shallow.num_trainable() == 5 * c + c + V * 3 + 3
+    units_only = _prompt(backbone, prosody=False)
+    assert units_only.reads == ("units",)
+    assert units_only.num_trainable() == p.num_trainable() - (cfg.n_duration + cfg.n_pitch) * 3
+
+
+def test_prosody_verbalizer_uses_pitch_predictions_and_round_trips(backbone, tmp_path):
+    """A prosody-aware verbalizer's class logits move when only the LM's pitch prediction changes, and the
+    files record what it reads; a prompt file without "reads" (older format) loads as units-only."""
+    p = _prompt(backbone, seed=3)
+    cfg = backbone.lm.config
+    logits = {"units": torch.randn(1, cfg.vocab_size), "duration": torch.randn(1, cfg.n_duration),
+              "pitch": torch.randn(1, cfg.n_pitch)}
+    with torch.no_grad():
+        p.verbalizer.weight.normal_()
+        a = p.classify(logits)
+        b = p.classify({**logits, "pitch": logits["pitch"].flip(-1)})
+    assert not torch.allclose(a, b)
+    with pytest.raises(PromptError, match="duration"):
+        p.classify(logits["units"])
+    save_prompt(p, tmp_path / "t", "bb", backbone.fingerprint)
+    meta = json.loads((tmp_path / "t" / "task.json").read_text())
+    assert meta["verbalizer"] == {"kind": "learnable", "reads": ["units", "duration", "pitch"]}
+    back = load_prompt(tmp_path / "t", cfg, backbone.fingerprint)
+    assert back.reads == p.reads and torch.allclose(back.classify(logits), a)
+    old = _prompt(backbone, task="old", prosody=False)
+    save_prompt(old, tmp_path / "old", "bb", backbone.fingerprint)
+    meta = json.loads((tmp_path / "old" / "task.json").read_text())
+    del meta["verbalizer"]["reads"]
+    (tmp_path / "old" / "task.json").write_text(json.dumps(meta))
+    assert load_prompt(tmp_path / "old", cfg, backbone.fingerprint).reads == ("units",)
+    meta["verbalizer"]["reads"] = ["units", "loudness"]
+    (tmp_path / "old" / "task.json").write_text(json.dumps(meta))
+    with pytest.raises(PromptError, match="loudness"):
+        load_prompt(tmp_path / "old", cfg, backbone.fingerprint)
 
 
 def test_training_learns_small_task_and_leaves_backbone_untouched(backbone):

@@ -85,8 +85,10 @@ def test_run_task_builds_every_figure(engine, clip, task):
 def test_learnable_verbalizer_figure_shows_weight_times_input(engine, clip):
     prompt = engine.prompts["tones"]
     pred = engine.classify(clip, "tones")
-    fig = plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs)
-    x = verbalizer_input(torch.log(pred.unit_probs)[None])[0]
+    assert prompt.reads == ("units", "duration", "pitch")  # a prosody LM: the verbalizer reads all three
+    fig = plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs)
+    logp = {k: torch.log(v)[None] for k, v in pred.stream_probs.items()}
+    x = verbalizer_input(logp, prompt.reads)[0]
     winner = int(pred.probs.argmax())
     contrib = prompt.verbalizer.weight[winner] * x
     top = contrib.abs().argsort(descending=True)[:6]
@@ -95,14 +97,17 @@ def test_learnable_verbalizer_figure_shows_weight_times_input(engine, clip):
     assert len(fig.data) == 3
     # The contributions plus the bias are the class logit (up to the units not shown).
     full = float(contrib.sum() + prompt.verbalizer.bias[winner])
-    logits = prompt.classify(torch.log(pred.unit_probs)[None])[0]
+    names = [plots.stream_feature_label(k, i, len(pred.unit_probs)) for k in prompt.reads
+             for i in range(len(pred.stream_probs[k]))]
+    assert list(first.y) == [names[i] for i in top]
+    logits = prompt.classify(logp)[0]
     assert full == pytest.approx(float(logits[winner]), abs=1e-3)
 
 
 def test_fixed_verbalizer_figure_shows_class_tokens(engine, clip):
     prompt = engine.prompts["tones-freq"]
     pred = engine.classify(clip, "tones-freq")
-    fig = plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs)
+    fig = plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs)
     assert list(fig.data[0].y) == pytest.approx([float(pred.unit_probs[t]) for t in prompt.tokens])
     assert all(f"unit {t}" in x for t, x in zip(prompt.tokens.tolist(), fig.data[0].x))
     assert int(np.argmax(fig.data[0].y)) == int(pred.probs.argmax())

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 from ..audio import Audio
 from ..prompts import TaskPrompt, verbalizer_input
-from ..units import Units
+from ..units import DURATION_EDGES, PITCH_EDGES_HZ, Units
 
 ACCENT = "#4f46e5"
 ACCENT_SOFT = "#a5b4fc"
@@ -39,6 +39,22 @@ def _layout(fig: go.Figure, height: int, title: str | None = None, top: int | No
 
 def unit_label(unit: int, vocab_size: int) -> str:
     return "end" if unit == vocab_size - 1 else str(unit)
+
+
+def stream_feature_label(stream: str, i: int, vocab_size: int) -> str:
+    """A verbalizer input in words: ``unit 17``, ``duration 3-3 frames``, ``pitch 120-141 Hz``, ``unvoiced``."""
+    if stream == "units":
+        return f"unit {unit_label(i, vocab_size)}"
+    if stream == "duration":
+        lo = ([1] + list(DURATION_EDGES))[i]
+        hi = DURATION_EDGES[i] - 1 if i < len(DURATION_EDGES) else None
+        return f"next duration {lo}+ frames" if hi is None else f"next duration {lo}-{hi} frames"
+    if stream == "pitch":
+        if i == 0:
+            return "next unvoiced"
+        edges = [60.0] + list(PITCH_EDGES_HZ) + [500.0]
+        return f"next pitch {edges[i - 1]:.0f}-{edges[i]:.0f} Hz"
+    return f"{stream} {i}"
 
 
 # ---------------------------------------------------------------- what the model heard
@@ -148,12 +164,16 @@ def headline_html(label: str, confidence: float, task_title: str) -> str:
             f'<div class="headline-conf">{confidence:.0%} confident</div></div>')
 
 
-def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, unit_probs: torch.Tensor, classes: int = 3,
-                      top: int = 6) -> go.Figure:
-    """How the verbalizer turns the next-unit distribution into classes.
+def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dict[str, torch.Tensor] | torch.Tensor,
+                      classes: int = 3, top: int = 6) -> go.Figure:
+    """How the verbalizer turns the LM's next-token distribution into classes.
 
-    Learnable: for the most likely classes, the units whose ``weight x standardised log-probability`` pushes that
-    class most (up or down). Fixed: each class's unit token and the prompted LM's probability for it."""
+    Learnable: for the most likely classes, the inputs (units, and for a prosody LM the next duration and pitch
+    buckets) whose ``weight x standardised log-probability`` pushes that class most (up or down). Fixed: each
+    class's unit token and the prompted LM's probability for it. ``stream_probs``: ``Prediction.stream_probs``
+    (a bare tensor is the next-unit distribution)."""
+    streams = {"units": stream_probs} if isinstance(stream_probs, torch.Tensor) else stream_probs
+    unit_probs = streams["units"]
     V = unit_probs.numel()
     if prompt.verbalizer is None:
         tokens = prompt.tokens.tolist()
@@ -168,7 +188,9 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, unit_probs: torch
         fig.update_yaxes(title_text="P(next unit)", rangemode="tozero")
         return _layout(fig, 340, f"Fixed verbalizer ({prompt.config.verbalizer})<br><sup>each class is one unit token; "
                                 "the class with the likeliest token wins</sup>", top=80)
-    x = verbalizer_input(torch.log(unit_probs.clamp_min(1e-12))[None])[0]
+    x = verbalizer_input({k: torch.log(v.clamp_min(1e-12))[None] for k, v in streams.items()}, prompt.reads)[0]
+    p_in = torch.cat([streams[k] for k in prompt.reads])
+    names = [stream_feature_label(k, i, V) for k in prompt.reads for i in range(streams[k].numel())]
     contrib = prompt.verbalizer.weight.detach() * x[None, :]
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
     fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=0.12,
@@ -177,14 +199,15 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, unit_probs: torch
         idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
         vals = [float(contrib[c, i]) for i in idx]
         fig.add_trace(go.Bar(
-            x=vals, y=[f"unit {unit_label(i, V)}" for i in idx], orientation="h",
+            x=vals, y=[names[i] for i in idx], orientation="h",
             marker_color=[POSITIVE if v > 0 else NEGATIVE for v in vals],
-            customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(unit_probs[i])] for i in idx],
+            customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(p_in[i])] for i in idx],
             hovertemplate="%{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input %{customdata[1]:.2f}"
-                          "<br>P(unit) %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
+                          "<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
         fig.update_yaxes(autorange="reversed", row=1, col=j)
     fig.update_annotations(font_size=13)
-    return _layout(fig, 360, "Learnable verbalizer<br><sup>units that push each likely class up (green) or "
+    what = "units and prosody buckets" if len(prompt.reads) > 1 else "units"
+    return _layout(fig, 360, f"Learnable verbalizer<br><sup>{what} that push each likely class up (green) or "
                              "down (red)</sup>", top=100)
 
 

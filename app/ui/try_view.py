@@ -94,7 +94,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
         signal=plots.signal_figure(analysis.audio, analysis.units),
         strip=plots.unit_strip_html(analysis.units, V),
         steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
-        verbalizer=plots.verbalizer_figure(prompt, pred.probs, pred.unit_probs),
+        verbalizer=plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs),
     )
 
 
