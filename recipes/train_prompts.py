@@ -4,12 +4,16 @@
     python recipes/train_prompts.py --tasks digits gender --variants v2 mfcc
 
 For each task of recipes/tasks.py (speaker-held-out train / val / test splits):
-  v2       SpeechPrompt v2: input prompt (5) + deep prompt + separator + learnable verbalizer  -> prompts/<task>/
-  shallow  input prompt only (SpeechPrompt v1-style shallow prompt), learnable verbalizer
+  v2       SpeechPrompt v2: input prompt (5) + deep prompt + separator + learnable verbalizer reading the LM's
+           whole next-token output (unit, duration bucket, pitch bucket: the pGSLM streams)
+  v2_units the same with the verbalizer reading the next-unit distribution only
+  shallow  input prompt only (SpeechPrompt v1-style shallow prompt), learnable verbalizer on units
   freq     deep prompt with a fixed frequency verbalizer (SpeechPrompt v1's verbalizer)
-  finetune the whole unit LM fine-tuned (plus prompt and verbalizer): the upper baseline
+  finetune the whole unit LM fine-tuned (plus the v2_units prompt and verbalizer): the upper baseline
   mfcc     classic baseline: MFCC mean+std statistics -> standardised logistic regression (scikit-learn)
-Units of every clip are cached per backbone fingerprint, so variants and reruns only pay for encoding once.
+The two v2 prompts are kept in --candidates; the one with the better validation accuracy (never the test split)
+is shipped to prompts/<task>/. Units of every clip are cached per backbone fingerprint, so variants and reruns
+only pay for encoding once.
 Results accumulate in docs/results/<task>.json (rows of another backbone are ignored); docs/RESULTS.md and
 docs/accuracy_vs_params.html are regenerated (--report-only does just that).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,7 +42,8 @@ from app.units import Units  # noqa: E402
 from recipes.tasks import TASKS  # noqa: E402
 
 VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
-PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2 prompt in front of it
+SHIPPABLE = ("v2", "v2_units")  # prompt-tuning variants a shipped prompt is chosen from, by validation accuracy
+PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt in front of it
     "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True),
     "v2_units": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=False),
     "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable", prosody=False),
@@ -182,8 +188,8 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           seed=args.seed, max_seconds=args.max_minutes * 60)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description)
-        prompt = new_prompt(lm, info, PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2"]), [u for u, _ in train],
-                            args.seed)
+        prompt = new_prompt(lm, info, PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2_units"]),
+                            [u for u, _ in train], args.seed)
         if variant == "finetune":
             model, res = finetune(lm, prompt, train, val, cfg)
             logits_fn, n_params = model, model.num_trainable()
@@ -198,7 +204,7 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
                "train_seconds": round(res.seconds, 1),
                "epochs_run": len(res.history), "best_epoch": res.best_epoch, "val_accuracy": res.best_val_acc,
                "train_accuracy": round(res.train_acc, 4)}
-        if variant == "v2":
+        if variant in SHIPPABLE:
             test = out["test"]
             info.metrics = {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
                             **({"test_eer": test["eer"]} if "eer" in test else {}),
@@ -209,7 +215,7 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
                                   f"{sizes['test']['clips']} test clips ({sizes['train']['speakers']} training "
                                   f"speakers or voices; test speakers never heard in training). Built by "
                                   f"recipes/tasks.py.")
-            folder = save_prompt(prompt, args.out / task.id, bb.id, bb.fingerprint)
+            folder = save_prompt(prompt, args.candidates / variant / task.id, bb.id, bb.fingerprint)
             row["bytes"] = (folder / "prompt.safetensors").stat().st_size
         results[variant] = {**row, "fingerprint": bb.fingerprint}
         log(f"    {variant}: {json.dumps(out)} ({n_params:,} params, {res.seconds:.0f} s, {len(res.history)} epochs)")
@@ -217,6 +223,27 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- reports
+def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, fingerprint: str) -> str | None:
+    """Ship the v2 prompt with the best validation accuracy (ties: the first of SHIPPABLE) to ``out/<task>``;
+    returns its variant, or None when no candidate for this backbone is on disk."""
+    rows = [(results[v]["val_accuracy"], -i, v) for i, v in enumerate(SHIPPABLE)
+            if v in results and results[v].get("fingerprint") == fingerprint
+            and (candidates / v / tid / "task.json").is_file()]
+    if not rows:
+        return None
+    best = max(rows)[2]
+    dest = out / tid
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(candidates / best / tid, dest)
+    return best
+
+
+def shipped(r: dict) -> dict | None:
+    """The row of the variant shipped in prompts/ (older results: plain v2)."""
+    return r.get(r.get("shipped", "v2"))
+
+
 def headline(r: dict, metric: str) -> float | None:
     if r is None or "test" not in r:
         return None
@@ -236,11 +263,15 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
         "",
         "## SpeechPrompt v2 prompts (shipped in prompts/)",
         "",
-        "| task | labels | test accuracy | macro-F1 | other | trainable params | bytes | train s | train / val / test clips |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "The shipped prompt of each task is the v2 variant (verbalizer on units + prosody, or on units only) with the",
+        "better validation accuracy; the test split plays no part in that choice.",
+        "",
+        "| task | labels | test accuracy | macro-F1 | other | verbalizer reads | val acc | trainable params | bytes | "
+        "train s | train / val / test clips |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for tid, r in all_results.items():
-        v = r.get("v2")
+        v = shipped(r)
         if not v:
             continue
         other = []
@@ -251,7 +282,8 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
                 other.append(f"{s} acc {m['accuracy']:.3f}")
         d = r["data"]
         lines.append(f"| {tid} | {len(r['labels'])} | {v['test']['accuracy']:.3f} | {v['test']['macro_f1']:.3f} | "
-                     f"{'; '.join(other)} | {v['trainable_params']:,} | {v.get('bytes', '')} | {v['train_seconds']} | "
+                     f"{'; '.join(other)} | {' + '.join(v.get('verbalizer_reads', ['units']))} | "
+                     f"{v['val_accuracy']:.3f} | {v['trainable_params']:,} | {v.get('bytes', '')} | {v['train_seconds']} | "
                      f"{d['train']['clips']} / {d['val']['clips']} / {d['test']['clips']} |")
     lines += ["", "## Baselines on the same splits (test accuracy; EER for fake, lower is better)", "",
               "| task | " + " | ".join(names[k] for k in VARIANTS) + " |", "|---" * (len(VARIANTS) + 1) + "|"]
@@ -262,12 +294,15 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
             cells.append("" if h is None else f"{h:.3f} ({r[k]['trainable_params']:,})")
         lines.append(f"| {tid} | " + " | ".join(cells) + " |")
     lines += ["", "Parameters in brackets are the trainable parameters of each method.", ""]
-    v2_acc = [r["v2"]["test"]["accuracy"] for r in all_results.values() if "v2" in r and "finetune" in r]
-    ft_acc = [r["finetune"]["test"]["accuracy"] for r in all_results.values() if "v2" in r and "finetune" in r]
+    both = [r for r in all_results.values() if shipped(r) and "finetune" in r]
+    v2_acc = [shipped(r)["test"]["accuracy"] for r in both]
+    ft_acc = [r["finetune"]["test"]["accuracy"] for r in both]
     if v2_acc:
-        lines += [f"Mean test accuracy over the {len(v2_acc)} tasks with both: SpeechPrompt v2 "
+        ratio = max(shipped(r)["trainable_params"] / r["finetune"]["trainable_params"] for r in both)
+        lines += [f"Mean test accuracy over the {len(v2_acc)} tasks with both: SpeechPrompt v2 (shipped) "
                   f"{np.mean(v2_acc):.3f}, full fine-tuning {np.mean(ft_acc):.3f} "
-                  f"(difference {100 * (np.mean(v2_acc) - np.mean(ft_acc)):+.1f} points).", ""]
+                  f"(difference {100 * (np.mean(v2_acc) - np.mean(ft_acc)):+.1f} points), with at most "
+                  f"{100 * ratio:.2f} % of fine-tuning's trainable parameters.", ""]
     lines += ["Budget: at most 1,000 training clips per task (stratified), 30 epochs, AdamW lr 3e-2 with one-cycle "
               "schedule, early stopping on validation accuracy (patience 8), at most 7 minutes per run on one CPU "
               "thread; runs that hit the time cap stopped before 30 epochs (see train s). An empty cell is a "
@@ -324,6 +359,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=VARIANTS)
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--out", type=Path, default=ROOT / "prompts")
+    ap.add_argument("--candidates", type=Path, default=Path("/work/cache/prompt_candidates"),
+                    help="where every trained v2 / v2_units prompt is kept; the better on validation is shipped")
     ap.add_argument("--cache", type=Path, default=Path("/work/cache/units"))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--max-train", type=int, default=1000, help="cap training clips per task (stratified), 0 = all")
@@ -336,6 +373,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/RESULTS.md (parallel runs)")
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/RESULTS.md and the chart")
+    ap.add_argument("--ship-only", action="store_true",
+                    help="only choose each task's prompt from --candidates (validation accuracy), then report")
     ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
                     help="only cache task units, with the encoder of an unfinished backbone recipe's work dir "
                          "(its config-encoder.json + centroids), e.g. while the LM is still training")
@@ -345,7 +384,16 @@ def main() -> None:
     if args.encode_only:
         encode_only(args)
         return
-    if args.report_only:
+    if args.ship_only:
+        bb = Backbone.load(args.backbone)
+        for tid in args.tasks:
+            path = RESULTS_DIR / f"{tid}.json"
+            if path.exists():
+                r = json.loads(path.read_text())
+                r["shipped"] = select_and_ship(tid, r, args.candidates, args.out, bb.fingerprint) or r.get("shipped")
+                path.write_text(json.dumps(r, indent=1) + "\n")
+                log(f"{tid}: shipped {r['shipped']}")
+    if args.report_only or args.ship_only:
         bb = Backbone.load(args.backbone)
         write_reports(load_results(bb), bb)
         return
@@ -363,7 +411,11 @@ def main() -> None:
         old = json.loads(path.read_text()) if path.exists() else {}
         if "data" in old and not needs_backbone:
             r["data"] = old["data"]  # keep the richer encoder statistics of an earlier prompt run
-        path.write_text(json.dumps({**old, **r}, indent=1) + "\n")
+        merged = {**old, **r}
+        if bb is not None:
+            merged["shipped"] = select_and_ship(tid, merged, args.candidates, args.out, bb.fingerprint) or \
+                old.get("shipped")
+        path.write_text(json.dumps(merged, indent=1) + "\n")
         if bb is not None and not args.no_report:
             write_reports(load_results(bb), bb)
     log("done")
