@@ -27,7 +27,9 @@ def pipeline_html(engine: Engine) -> str:
                           "and pitch"),
         _box("3 · Frozen unit LM", f"{d['layers']} layers × {d['width']} wide, {d['heads']} heads, "
                                    f"{d['lm_params']:,} parameters that never change", "frozen"),
-        _box("4 · Verbalizer", f"next-unit distribution over {d['vocab_size']} tokens → class scores", "trained"),
+        _box("4 · Verbalizer", f"next-token output ({d['vocab_size']} units"
+                               + (", duration and pitch buckets" if engine.backbone.lm.config.n_pitch else "")
+                               + ") → class scores", "trained"),
         _box("5 · Answer", "class probabilities"),
     ]
     sample = [5, 5, 12, 40, 7, 7, 3]
@@ -86,7 +88,9 @@ def how_markdown(engine: Engine) -> str:
         "never learned, or on cues lost in the units, stay hard, whatever the prompt.\n"
         "- **Verbalizers:** SpeechPrompt v1 gave each class one fixed unit (*freq*: the most frequent units, "
         "*random*); v2 learns a linear map from the whole next-unit distribution, which the paper "
-        "found works better, above all for tasks with many classes. Try both in *Train a prompt*.",
+        "found works better, above all for tasks with many classes. Here the LM also predicts the next unit's "
+        "duration and pitch bucket (as pGSLM does), and a learnable verbalizer may read those too, which "
+        "speaks to prosody tasks. Try the verbalizers in *Train a prompt*.",
     ]
     return "\n\n".join(lines)
 

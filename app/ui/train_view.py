@@ -45,7 +45,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             title = gr.Textbox(label="Task name", value="My words", max_length=60)
             length = gr.Slider(1, 16, value=5, step=1, label="Prompt length (vectors)")
             verbalizer = gr.Radio(["learnable", "freq", "random"], value="learnable", label="Verbalizer",
-                                  info="learnable: a linear map from the whole next-unit distribution (v2); "
+                                  info="learnable: a linear map from the LM's whole next-token output, units plus "
+                                       "duration and pitch buckets (v2); "
                                        "freq / random: one fixed unit token per class (v1)")
             deep = gr.Checkbox(True, label="Deep prompt (key/value prefixes at every layer)")
             train_btn = gr.Button("Train the prompt", variant="primary", elem_id="train-run")
