@@ -108,6 +108,13 @@ class Backbone:
         return cls._assemble(config, enc, lm_state, folder)
 
     @classmethod
+    def from_tensors(cls, config: dict[str, Any], encoder_state: dict[str, torch.Tensor],
+                     lm_state: dict[str, torch.Tensor]) -> "Backbone":
+        """A backbone from its config and weights in memory (``dense.*`` + ``centroids``, and the LM's), checked
+        as :meth:`load` checks a folder; for importers."""
+        return cls._assemble(config, dict(encoder_state), lm_state, None)
+
+    @classmethod
     def _assemble(cls, config: dict, enc: dict[str, torch.Tensor], lm_state: dict[str, torch.Tensor],
                   folder: Path | None) -> "Backbone":
         if "centroids" not in enc:
@@ -123,20 +130,24 @@ class Backbone:
         bb.fingerprint = bb._fingerprint()
         return bb
 
-    def save(self, folder: str | Path, dense_dtype: torch.dtype = torch.float32) -> Path:
-        """Write config.json + encoder.safetensors + lm.safetensors (the dense model may be stored as fp16)."""
+    def save(self, folder: str | Path, dense_dtype: torch.dtype = torch.float32,
+             lm_dtype: torch.dtype = torch.float32) -> Path:
+        """Write config.json + encoder.safetensors + lm.safetensors (the dense model and the LM may be stored as
+        fp16; loading makes them float32 again)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():  # keep in memory exactly what is stored, so the fingerprint survives a reload
-            for t in self.encoder.dense.state_dict().values():
-                if t.is_floating_point():
-                    t.copy_(t.to(dense_dtype).float())
+            for module, dtype in ((self.encoder.dense, dense_dtype), (self.lm, lm_dtype)):
+                for t in module.state_dict().values():
+                    if t.is_floating_point() and dtype != torch.float32:
+                        t.copy_(t.to(dtype).float())
         self.fingerprint = self._fingerprint()
         enc = {f"dense.{k}": v.to(dense_dtype).contiguous() for k, v in self.encoder.dense.state_dict().items()
                if v.is_floating_point()}
         enc["centroids"] = self.encoder.centroids.contiguous()
         save_file(enc, str(folder / "encoder.safetensors"))
-        save_file({k: v.contiguous() for k, v in self.lm.state_dict().items()}, str(folder / "lm.safetensors"))
+        save_file({k: v.to(lm_dtype).contiguous() for k, v in self.lm.state_dict().items()},
+                  str(folder / "lm.safetensors"))
         (folder / "config.json").write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
         self.folder = folder
         return folder

@@ -1,4 +1,4 @@
-"""Command line: ``python -m app {tasks,info,predict,eval,train,bench,loadtest}``; ``--json`` for machines.
+"""Command line: ``python -m app {tasks,info,predict,eval,train,bench,loadtest,pull,push}``; ``--json`` for machines.
 
 Errors end with a non-zero exit and one clear line on stderr (a traceback only with ``--debug``).
 """
@@ -15,11 +15,12 @@ from .audio import AudioError
 from .backbone import Backbone, BackboneError
 from .data import DataError, list_labelled
 from .engine import DEFAULT_PROMPTS_DIR, Engine
+from .hub import HubError
 from .loadtest import ServerError
 from .metrics import summary
 from .prompts import PromptConfig, PromptError, TaskInfo, check_task_id, save_prompt
 
-USER_ERRORS = (AudioError, BackboneError, DataError, PromptError, FileNotFoundError, ValueError, ServerError)
+USER_ERRORS = (AudioError, BackboneError, DataError, HubError, PromptError, FileNotFoundError, ValueError, ServerError)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     lt.add_argument("--clip", help="audio file to send (default: a 1 s clip)")
     lt.add_argument("--client", choices=["http", "gradio"], default="http",
                     help="http: Gradio's REST API over pooled connections (light); gradio: gradio_client")
+    pull = sub.add_parser("pull", parents=[common], help="install a task prompt from the Hugging Face Hub")
+    pull.add_argument("repo", metavar="OWNER/REPO")
+    pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    pull.add_argument("--force", action="store_true", help="replace an installed prompt of the same task")
+    push = sub.add_parser("push", parents=[common], help="upload a task prompt to the Hugging Face Hub")
+    push.add_argument("task", help="task id (a folder in --prompts)")
+    push.add_argument("repo", metavar="OWNER/REPO")
+    push.add_argument("--private", action="store_true", help="create the repository as private")
     return p
 
 
@@ -258,5 +267,23 @@ def cmd_loadtest(args) -> int:
     return 0 if obj["errors"] == 0 else 1
 
 
+def cmd_pull(args) -> int:
+    from .hub import pull
+
+    prompt = pull(args.repo, args.backbone, args.prompts, revision=args.revision, force=args.force)
+    obj = {"repo": args.repo, "task": prompt.task, "folder": str(prompt.folder), "labels": prompt.labels}
+    _emit(args, obj, f"installed {args.repo} as {prompt.folder} (task {prompt.task!r}, {len(prompt.labels)} labels)")
+    return 0
+
+
+def cmd_push(args) -> int:
+    from .hub import push
+
+    check_task_id(args.task)
+    url = push(Path(args.prompts) / args.task, args.repo, Backbone.load(args.backbone), private=args.private)
+    _emit(args, {"repo": args.repo, "task": args.task, "url": url}, f"pushed {args.task} to {url}")
+    return 0
+
+
 COMMANDS = {"tasks": cmd_tasks, "info": cmd_info, "predict": cmd_predict, "eval": cmd_eval, "train": cmd_train,
-            "bench": cmd_bench, "loadtest": cmd_loadtest}
+            "bench": cmd_bench, "loadtest": cmd_loadtest, "pull": cmd_pull, "push": cmd_push}

@@ -1,8 +1,8 @@
 """Dense speech feature models: the first stage of the unit encoder (GSLM uses HuBERT here).
 
 Each model maps a 16 kHz mono waveform ``(T,)`` to frame features ``(frames, dim)`` at 50 Hz (``hop`` = 320
-samples). ``build_dense`` makes one from the ``dense`` section of a backbone config; weights (if any) are loaded
-by the backbone bundle.
+samples; HuBERT's convolutions give ``(T - 400) // 320 + 1`` frames). ``build_dense`` makes one from the ``dense``
+section of a backbone config; weights (if any) are loaded by the backbone bundle.
 """
 from __future__ import annotations
 
@@ -61,7 +61,59 @@ class Whisper(torch.nn.Module):
         return feats[: max(wav.numel() // HOP, 1)]
 
 
-DENSE_MODELS = {"logmel": LogMel, "whisper": Whisper}
+# torchaudio.models.hubert_base(), without its dropouts (the backbone is frozen) or a CTC head.
+HUBERT_BASE = {
+    "extractor_mode": "group_norm",
+    "extractor_conv_layer_config": [[512, 10, 5]] + [[512, 3, 2]] * 4 + [[512, 2, 2]] * 2,
+    "extractor_conv_bias": False,
+    "encoder_embed_dim": 768,
+    "encoder_pos_conv_kernel": 128,
+    "encoder_pos_conv_groups": 16,
+    "encoder_num_layers": 12,
+    "encoder_num_heads": 12,
+    "encoder_ff_interm_features": 3072,
+    "encoder_layer_norm_first": False,
+}
+NO_DROPOUT = {"encoder_projection_dropout": 0.0, "encoder_attention_dropout": 0.0, "encoder_ff_interm_dropout": 0.0,
+              "encoder_dropout": 0.0, "encoder_layer_drop": 0.0, "aux_num_out": None}
+
+
+class Hubert(torch.nn.Module):
+    """HuBERT (torchaudio's model) cut after transformer layer ``layer``: that layer's output at 50 Hz, as GSLM
+    quantizes (HuBERT base, layer 6). ``arch``: :func:`torchaudio.models.wav2vec2_model` options (default: HuBERT
+    base); the layers after ``layer`` are not built and store no weights. ``normalize``: layer-normalise the
+    waveform first (only for checkpoints trained that way; HuBERT base is not).
+
+    The convolutional positional embedding is a plain weight here (its weight norm folded in at import).
+    """
+
+    hop = HOP
+    min_samples = 400  # the first convolution's window
+
+    def __init__(self, layer: int = 6, normalize: bool = False, arch: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        options = {**HUBERT_BASE, **(arch or {})}
+        if not 1 <= layer <= options["encoder_num_layers"]:
+            raise ValueError(f"HuBERT layer {layer} is not in 1..{options['encoder_num_layers']}")
+        options["encoder_num_layers"] = layer
+        self.layer, self.normalize = layer, normalize
+        self.model = torchaudio.models.wav2vec2_model(**options, **NO_DROPOUT)
+        conv = self.model.encoder.transformer.pos_conv_embed.conv
+        if torch.nn.utils.parametrize.is_parametrized(conv, "weight"):
+            torch.nn.utils.parametrize.remove_parametrizations(conv, "weight")
+        self.dim = options["encoder_embed_dim"]
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        x = wav.float()
+        if x.numel() < self.min_samples:
+            x = torch.nn.functional.pad(x, (0, self.min_samples - x.numel()))
+        if self.normalize:
+            x = torch.nn.functional.layer_norm(x, x.shape)
+        feats, _ = self.model.extract_features(x[None], num_layers=self.layer)
+        return feats[-1][0]
+
+
+DENSE_MODELS = {"logmel": LogMel, "whisper": Whisper, "hubert": Hubert}
 
 
 def build_dense(config: dict[str, Any]) -> torch.nn.Module:

@@ -4,6 +4,10 @@ nanoGPT-style: a config dataclass, pre-LN blocks, causal attention, tied input/o
 prosody-aware in the manner of pGSLM: each unit token also carries a duration-bucket and a pitch-bucket
 embedding, and the model predicts the next unit, its duration bucket and its pitch bucket.
 
+Architecture options (all default to the above) let the same decoder hold an imported fairseq ``transformer_lm``
+such as GSLM's unit LM (recipes/import_gslm.py): sinusoidal positions with an offset, post-LN blocks, an
+embedding scale, ReLU, another MLP width, no final layer norm, and a separate output projection.
+
 Prompt entry points (SpeechPrompt v2): :meth:`UnitLM.run` takes ready-made input embeddings (so trainable input
 prompt vectors and a separator can stand before and after the units) and optional per-layer key/value prefixes
 (the deep prompt), with a per-row mask so rows of one batch may carry prompts of different lengths.
@@ -11,7 +15,7 @@ prompt vectors and a separator can stand before and after the units) and optiona
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn as nn
@@ -28,6 +32,24 @@ class UnitLMConfig:
     n_duration: int = 8  # duration buckets (0 disables the stream)
     n_pitch: int = 15  # pitch buckets, 0 = unvoiced (0 disables the stream)
     dropout: float = 0.0
+    # Architecture options; the defaults are our own LM, and to_dict() writes only values that differ from them.
+    pos: str = "learned"  # learned | sinusoidal (fairseq's table, not trained) | none
+    pos_offset: int = 0  # sinusoidal: the first position's row (fairseq: padding_idx + 1)
+    norm: str = "pre"  # pre | post: layer norm before each sub-layer, or after each residual sum
+    final_norm: bool = True  # a layer norm after the last block
+    embed_scale: float = 1.0  # input embeddings are multiplied by this (fairseq: sqrt(n_embd))
+    activation: str = "gelu"  # gelu | gelu_tanh | relu
+    ffn_dim: int = 0  # MLP width (0: 4 * n_embd)
+    tied_output: bool = True  # next-unit logits from the input embedding; False: a separate lm_head
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("pos", POSITIONS), ("norm", ("pre", "post")), ("activation", tuple(ACTIVATIONS))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"UnitLMConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.ffn_dim or 4 * self.n_embd
 
     @property
     def eos(self) -> int:
@@ -38,7 +60,27 @@ class UnitLMConfig:
         return self.n_embd // self.n_head
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The config as JSON data; architecture options at their defaults are left out, so configs (and the
+        fingerprints computed over them) written before those options existed stay exactly the same."""
+        d = asdict(self)
+        return {k: v for k, v in d.items() if k not in ARCH_DEFAULTS or v != ARCH_DEFAULTS[k]}
+
+
+POSITIONS = ("learned", "sinusoidal", "none")
+ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
+ARCH_FIELDS = ("pos", "pos_offset", "norm", "final_norm", "embed_scale", "activation", "ffn_dim", "tied_output")
+ARCH_DEFAULTS = {f.name: f.default for f in fields(UnitLMConfig) if f.name in ARCH_FIELDS}
+
+
+def sinusoidal_table(n: int, dim: int, offset: int = 0) -> torch.Tensor:
+    """fairseq's SinusoidalPositionalEmbedding rows ``offset .. offset + n - 1``: ``[sin | cos]`` (+ a zero column
+    when ``dim`` is odd), computed in float32 as fairseq does."""
+    half = dim // 2
+    step = math.log(10000) / (half - 1)
+    freqs = torch.exp(torch.arange(half, dtype=torch.float) * -step)
+    angles = torch.arange(offset, offset + n, dtype=torch.float)[:, None] * freqs[None, :]
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    return torch.cat([table, torch.zeros(n, 1)], dim=1) if dim % 2 else table
 
 
 class Attention(nn.Module):
@@ -71,22 +113,29 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
+    """A transformer block; ``ln1`` belongs to the attention sub-layer and ``ln2`` to the MLP, applied before it
+    (pre-LN) or after its residual sum (post-LN, as fairseq with ``decoder_normalize_before=False``)."""
+
     def __init__(self, cfg: UnitLMConfig) -> None:
         super().__init__()
+        self.pre_norm = cfg.norm == "pre"
         self.ln1 = nn.LayerNorm(cfg.n_embd)
         self.attn = Attention(cfg)
         self.ln2 = nn.LayerNorm(cfg.n_embd)
         self.mlp = nn.Sequential(
-            nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd)
+            nn.Linear(cfg.n_embd, cfg.mlp_dim), ACTIVATIONS[cfg.activation](), nn.Linear(cfg.mlp_dim, cfg.n_embd)
         )
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x, prefix, mask, query=None):
-        a, kv = self.attn(self.ln1(x), prefix, mask, query)
+        a, kv = self.attn(self.ln1(x) if self.pre_norm else x, prefix, mask, query)
         if query is not None:
             x = x[torch.arange(x.shape[0]), query][:, None]
         x = x + self.drop(a)
-        return x + self.drop(self.mlp(self.ln2(x))), kv
+        if self.pre_norm:
+            return x + self.drop(self.mlp(self.ln2(x))), kv
+        x = self.ln1(x)
+        return self.ln2(x + self.drop(self.mlp(x))), kv
 
 
 class UnitLM(nn.Module):
@@ -96,14 +145,18 @@ class UnitLM(nn.Module):
         super().__init__()
         self.config = cfg
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd) if cfg.pos == "learned" else None
+        if cfg.pos == "sinusoidal":  # not a weight: left out of the state dict (and so of the fingerprint)
+            self.register_buffer("pos_table", sinusoidal_table(cfg.block_size, cfg.n_embd, cfg.pos_offset),
+                                 persistent=False)
         self.wde = nn.Embedding(cfg.n_duration, cfg.n_embd) if cfg.n_duration else None
         self.wfe = nn.Embedding(cfg.n_pitch, cfg.n_embd) if cfg.n_pitch else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
-        self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.ln_f = nn.LayerNorm(cfg.n_embd) if cfg.final_norm else nn.Identity()
         self.duration_head = nn.Linear(cfg.n_embd, cfg.n_duration) if cfg.n_duration else None
         self.pitch_head = nn.Linear(cfg.n_embd, cfg.n_pitch) if cfg.n_pitch else None
+        self.lm_head = None if cfg.tied_output else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
             if name.endswith("proj.weight") or name.endswith("mlp.2.weight"):
@@ -123,7 +176,8 @@ class UnitLM(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def embed(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
-        """Token embeddings (+ prosody streams) for unit ids ``(B, T)``; positions are added in :meth:`run`."""
+        """Token embeddings (+ prosody streams) for unit ids ``(B, T)``; positions (and the embedding scale) are
+        applied in :meth:`run`, to prompt vectors and units alike."""
         x = self.wte(ids)
         if self.wde is not None and dur is not None:
             x = x + self.wde(dur.clamp(0, self.config.n_duration - 1))
@@ -150,7 +204,9 @@ class UnitLM(nn.Module):
         B, T, _ = x.shape
         if T > self.config.block_size:
             raise ValueError(f"Sequence of {T} positions exceeds the LM's block size {self.config.block_size}.")
-        x = self.drop(x + self.wpe(torch.arange(T, device=x.device)))
+        if self.config.embed_scale != 1.0:
+            x = x * self.config.embed_scale
+        x = self.drop(x + self.positions(T, x.device) if self.config.pos != "none" else x)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()
         if prefix is not None:
             P = prefix.shape[-2]
@@ -171,8 +227,16 @@ class UnitLM(nn.Module):
             x = x[:, 0]
         return (x, kvs) if return_kv else x
 
+    def positions(self, T: int, device: torch.device | None = None) -> torch.Tensor:
+        """Position embeddings of the first ``T`` positions ``(T, C)``."""
+        if self.wpe is not None:
+            return self.wpe(torch.arange(T, device=device))
+        return self.pos_table[:T]
+
     def unit_logits(self, h: torch.Tensor) -> torch.Tensor:
-        """Next-unit logits from hidden states (output embedding tied to the input one)."""
+        """Next-unit logits from hidden states (output embedding tied to the input one, unless ``lm_head``)."""
+        if self.lm_head is not None:
+            return self.lm_head(h)
         return h @ self.wte.weight.T
 
     def next_token_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
