@@ -251,7 +251,7 @@ def headline(r: dict, metric: str) -> float | None:
 
 
 def write_reports(all_results: dict, bb: Backbone) -> None:
-    names = {"v2": "SpeechPrompt v2", "v2_units": "v2, verbalizer on units only", "shallow": "input prompt only",
+    names = {"v2": "v2, verbalizer on units + prosody", "v2_units": "v2, verbalizer on units", "shallow": "input prompt only",
              "freq": "deep + freq verbalizer",
              "finetune": "full fine-tuning", "mfcc": "MFCC + logistic regression"}
     lines = [
@@ -291,9 +291,11 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
         cells = []
         for k in VARIANTS:
             h = headline(r.get(k), r["metric"])
-            cells.append("" if h is None else f"{h:.3f} ({r[k]['trainable_params']:,})")
+            star = " *" if k == r.get("shipped") else ""
+            cells.append("" if h is None else f"{h:.3f}{star} ({r[k]['trainable_params']:,})")
         lines.append(f"| {tid} | " + " | ".join(cells) + " |")
-    lines += ["", "Parameters in brackets are the trainable parameters of each method.", ""]
+    lines += ["", "Parameters in brackets are the trainable parameters of each method; * marks the SpeechPrompt v2 "
+              "variant shipped in prompts/ (chosen on validation accuracy).", ""]
     both = [r for r in all_results.values() if shipped(r) and "finetune" in r]
     v2_acc = [shipped(r)["test"]["accuracy"] for r in both]
     ft_acc = [r["finetune"]["test"]["accuracy"] for r in both]
