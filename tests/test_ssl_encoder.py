@@ -1,15 +1,18 @@
 """recipes/ssl_encoder.py: span masking, masked-only loss, training step, safetensors round trip (offline, tiny model)."""
 from __future__ import annotations
 
+import argparse
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from recipes.ssl_encoder import (SSLConfig, SSLEncoder, load_checkpoint, make_opt, save_checkpoint,  # noqa: E402
-                                 span_mask)
+from recipes.ssl_encoder import (SSLConfig, SSLEncoder, cmd_targets, cmd_train, load_checkpoint,  # noqa: E402
+                                 make_opt, save_checkpoint, span_mask)
 
 
 def tiny(**kw) -> SSLEncoder:
@@ -122,6 +125,27 @@ def test_checkpoint_round_trip(tmp_path):
     x = torch.randn(1, 20, 8)
     with torch.no_grad():
         assert torch.equal(model.eval()(x)[0], model2.eval()(x)[0])
+
+
+def test_targets_train_resume_iteration2(tmp_path):
+    """End to end on a fake 80-bin corpus: targets (it1), train, resume, targets from the model (it2)."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(30, 90, size=12)
+    np.save(tmp_path / "feats.npy", rng.standard_normal((lengths.sum(), 80)).astype(np.float16))
+    (tmp_path / "index.json").write_text(json.dumps({"offsets": [0] + np.cumsum(lengths).tolist(), "clips": []}))
+    base = dict(root=tmp_path, clusters=5, fit_clips=6, from_ckpt=None, layer=1, name="it1")
+    cmd_targets(argparse.Namespace(**base))
+    t = np.load(tmp_path / "targets_it1.npy")
+    assert len(t) == ((lengths + 1) // 2).sum() and t.max() < 5
+    train = dict(root=tmp_path, targets="it1", out=tmp_path / "m", d_model=32, layers=2, heads=2, minutes=1.0,
+                 lr=1e-3, warmup=2, max_mel=40, batch_mel=160, log_every=1, ckpt_every=100)
+    cmd_train(argparse.Namespace(**train, steps=3))
+    cmd_train(argparse.Namespace(**train, steps=5))  # resumes at step 3
+    state = json.loads((tmp_path / "m" / "state.json").read_text())
+    assert state["step"] == 5 and state["config"]["n_targets"] == 5
+    assert [json.loads(line)["step"] for line in (tmp_path / "m" / "log.jsonl").open()] == [1, 2, 3, 4, 5]
+    cmd_targets(argparse.Namespace(**{**base, "from_ckpt": tmp_path / "m", "name": "it2"}))
+    assert len(np.load(tmp_path / "targets_it2.npy")) == len(t)
 
 
 if __name__ == "__main__":
