@@ -307,8 +307,10 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
                   f"{100 * ratio:.2f} % of fine-tuning's trainable parameters.", ""]
     lines += ["Budget: at most 1,000 training clips per task (stratified), 30 epochs, AdamW lr 3e-2 with one-cycle "
               "schedule, early stopping on validation accuracy (patience 8), at most 7 minutes per run on one CPU "
-              "thread; runs that hit the time cap stopped before 30 epochs (see train s). An empty cell is a "
-              "method not yet run on this backbone.", "",
+              "thread; runs that hit the time cap stopped before 30 epochs (see train s). Full fine-tuning trains the "
+              "whole unit LM together with a v2 prompt whose verbalizer reads units (LM lr separate, see "
+              "app/tuning.py); input prompt only and the freq verbalizer read units too. An empty cell is a method "
+              "not yet run on this backbone.", "",
               "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
     (DOCS / "RESULTS.md").write_text("\n".join(lines))
     write_chart(all_results, names)
