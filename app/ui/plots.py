@@ -42,18 +42,21 @@ def unit_label(unit: int, vocab_size: int) -> str:
 
 
 def stream_feature_label(stream: str, i: int, vocab_size: int) -> str:
-    """A verbalizer input in words: ``unit 17``, ``duration 3-3 frames``, ``pitch 120-141 Hz``, ``unvoiced``."""
+    """A verbalizer input, short enough for an axis: ``unit 17``, ``dur 5-6 fr`` (the next unit's duration in
+    frames), ``pitch 120-141 Hz`` (its pitch bucket), ``unvoiced``."""
     if stream == "units":
         return f"unit {unit_label(i, vocab_size)}"
     if stream == "duration":
         lo = ([1] + list(DURATION_EDGES))[i]
-        hi = DURATION_EDGES[i] - 1 if i < len(DURATION_EDGES) else None
-        return f"next duration {lo}+ frames" if hi is None else f"next duration {lo}-{hi} frames"
+        if i == len(DURATION_EDGES):
+            return f"dur {lo}+ fr"
+        hi = DURATION_EDGES[i] - 1
+        return f"dur {lo} fr" if hi == lo else f"dur {lo}-{hi} fr"
     if stream == "pitch":
         if i == 0:
-            return "next unvoiced"
+            return "unvoiced"
         edges = [60.0] + list(PITCH_EDGES_HZ) + [500.0]
-        return f"next pitch {edges[i - 1]:.0f}-{edges[i]:.0f} Hz"
+        return f"pitch {edges[i - 1]:.0f}-{edges[i]:.0f} Hz"
     return f"{stream} {i}"
 
 
@@ -193,7 +196,8 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
     names = [stream_feature_label(k, i, V) for k in prompt.reads for i in range(streams[k].numel())]
     contrib = prompt.verbalizer.weight.detach() * x[None, :]
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
-    fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=0.12,
+    spacing = 0.12 if len(prompt.reads) == 1 else 0.27  # room for the longer prosody labels
+    fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=spacing,
                         subplot_titles=[f"{prompt.labels[c]} ({float(probs[c]):.0%})" for c in shown])
     for j, c in enumerate(shown, start=1):
         idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
@@ -202,8 +206,8 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
             x=vals, y=[names[i] for i in idx], orientation="h",
             marker_color=[POSITIVE if v > 0 else NEGATIVE for v in vals],
             customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(p_in[i])] for i in idx],
-            hovertemplate="%{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input %{customdata[1]:.2f}"
-                          "<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
+            hovertemplate="next token %{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input "
+                          "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
         fig.update_yaxes(autorange="reversed", row=1, col=j)
     fig.update_annotations(font_size=13)
     what = "units and prosody buckets" if len(prompt.reads) > 1 else "units"
