@@ -13,11 +13,10 @@ Inputs (see the README section "Running on GSLM's backbone" for where to downloa
 - ``--ulm``: the fairseq ``transformer_lm`` unit LM: ``hubert100_lm.tgz`` as downloaded, its unpacked folder, or
   the checkpoint ``.pt`` (then ``--dict`` names ``dict.txt`` unless it sits beside it).
 
-Pickle: ``km.bin`` and fairseq checkpoints are pickles, and unpickling runs code named by the file. This script
-is the one place in the project that reads pickles, and it does so only for files you pass on purpose: use files
-from the official download links (or that you trust as much). Classes a checkpoint names but this environment
-lacks (fairseq, omegaconf) are read as inert stand-ins, so neither package is needed; that is for convenience,
-not a sandbox. The backbone written here is safetensors + JSON only.
+Pickle: ``km.bin`` and fairseq checkpoints are pickles. They are read with restricted unpicklers that call nothing
+the file names: checkpoints through torch's ``weights_only=True`` loader, km.bin through joblib's array reader
+with an allowlist of numpy's array rebuilders; every other class named (fairseq, omegaconf, enums, scikit-learn's
+KMeans...) becomes an inert stand-in that only records its data, so neither package is needed. The backbone written here is safetensors + JSON only.
 
 Vocabulary: fairseq's ``Dictionary`` puts ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 first, then the symbols of
 ``dict.txt`` in file order (most frequent first, so row i is not unit i). Our unit LM has ids ``0..K-1`` for the
@@ -63,9 +62,7 @@ import sys
 import tarfile
 import tempfile
 import time
-import warnings
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -79,18 +76,17 @@ from app.lm import ARCH_FIELDS, UnitLMConfig  # noqa: E402
 
 SPECIALS = ("<s>", "<pad>", "</s>", "<unk>")  # fairseq Dictionary: bos=0, pad=1, eos=2, unk=3
 BOS, PAD, EOS, UNK = range(4)
-TRUST_WARNING = ("warning: {path} is a pickle: reading it can run code the file names. Only import files from the "
-                 "official GSLM / fairseq / torchaudio downloads or that you trust as much.")
 
 
 class GSLMImportError(ValueError):
     """An input that cannot be imported, with a message saying why."""
 
 
-# ----------------------------------------------------------------------------- trusted pickles
+# ----------------------------------------------------------------------------- pickled inputs, read restricted
 
 class Stub:
-    """An inert stand-in for a class a pickle names but this environment lacks (fairseq, omegaconf...)."""
+    """An inert stand-in for a class a pickle names (fairseq's omegaconf configs, enums, scikit-learn's KMeans...):
+    it records its arguments and state and runs nothing."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.args, self.kwargs = args, kwargs
@@ -106,29 +102,55 @@ class Stub:
             self.state = state
 
 
-REAL_MODULES = ("builtins", "collections", "copyreg", "argparse", "_codecs", "typing", "enum", "torch", "numpy")
-REFUSED_BUILTINS = {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr", "delattr", "input",
-                    "breakpoint", "globals", "locals", "vars"}
+def stub_class(qualified: str) -> type:
+    module, _, name = qualified.rpartition(".")
+    return type(name, (Stub,), {"__module__": f"stub.{module}"})
 
 
-class StubUnpickler(pickle.Unpickler):
-    """Resolves torch / numpy / standard-library classes; anything else becomes a :class:`Stub` subclass."""
+def load_checkpoint(path: Path) -> Any:
+    """A pickled torch checkpoint through torch's restricted unpickler (``weights_only=True``: tensors, containers,
+    numbers; it calls nothing else). ``argparse.Namespace`` is rebuilt as itself; every other class the file names
+    (omegaconf, enums, typing, fairseq...) becomes an inert :class:`Stub`, so neither fairseq nor omegaconf is needed
+    and nothing the file names is imported or run."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise GSLMImportError(f"{path} is not a torch checkpoint in the zip format ({exc}).") from None
+    allowed = [(argparse.Namespace, n) if n == "argparse.Namespace" else (stub_class(n), n) for n in names]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch refuses some modules outright (os, posix, subprocess...)
+        reason = next((ln for ln in str(exc).splitlines() if "GLOBAL" in ln), str(exc).splitlines()[0])
+        raise GSLMImportError(f"{path} cannot be read safely: {reason.strip()}") from None
 
-    def find_class(self, module: str, name: str) -> Any:
-        root = module.split(".")[0]
-        if root in REAL_MODULES:
-            if module == "builtins" and name in REFUSED_BUILTINS:
-                raise pickle.UnpicklingError(f"refusing builtins.{name} in a checkpoint")
-            return super().find_class(module, name)
-        return type(name, (Stub,), {"__module__": f"stub.{module}"})
+
+# What a joblib-pickled scikit-learn KMeans may call: numpy's array / dtype / scalar rebuilders and joblib's wrapper.
+KMEANS_REAL = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"), ("numpy", "ndarray"),
+               ("numpy", "dtype"), ("joblib.numpy_pickle", "NumpyArrayWrapper"), ("_codecs", "encode")}
 
 
-def load_trusted(path: Path) -> Any:
-    """``torch.load`` of a pickled checkpoint (weights_only=False) without needing fairseq or omegaconf."""
-    print(TRUST_WARNING.format(path=path), file=sys.stderr)
-    return torch.load(str(path), map_location="cpu", weights_only=False,
-                      pickle_module=SimpleNamespace(Unpickler=StubUnpickler, load=pickle.load,
-                                                    __name__="import_gslm_pickle"))
+def load_kmeans_centers(path: Path) -> Any:
+    """``cluster_centers_`` of GSLM's km.bin (a joblib pickle), read by joblib's array reader restricted to
+    KMEANS_REAL: anything else the file names (scikit-learn's KMeans...) is an inert Stub, nothing is imported."""
+    from joblib import numpy_pickle
+
+    class Restricted(numpy_pickle.NumpyUnpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module, name) in KMEANS_REAL:
+                return super().find_class(module, name)
+            return stub_class(f"{module}.{name}")
+
+    with open(path, "rb") as fh:
+        try:
+            km = Restricted(str(path), fh, ensure_native_byte_order=True).load()
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as exc:
+            raise GSLMImportError(f"{path} is not a joblib-pickled k-means model ({exc}).") from None
+    centers = getattr(km, "cluster_centers_", None)
+    if centers is None:
+        raise GSLMImportError(f"{path} holds a {type(km).__name__}, not a fitted k-means model.")
+    return centers
 
 
 def plain(obj: Any) -> Any:
@@ -180,15 +202,7 @@ def load_centroids(path: Path) -> torch.Tensor:
     elif path.suffix == ".safetensors":
         c = load_file(str(path))["centroids"].numpy()
     else:
-        import joblib
-
-        print(TRUST_WARNING.format(path=path), file=sys.stderr)
-        with warnings.catch_warnings():  # scikit-learn version mismatch warnings: the centroids are all we read
-            warnings.simplefilter("ignore")
-            km = joblib.load(path)
-        if not hasattr(km, "cluster_centers_"):
-            raise GSLMImportError(f"{path} holds a {type(km).__name__}, not a fitted k-means model.")
-        c = km.cluster_centers_
+        c = load_kmeans_centers(path)
     c = torch.as_tensor(np.asarray(c, dtype=np.float32))
     if c.ndim != 2 or not torch.isfinite(c).all():
         raise GSLMImportError(f"{path}: centroids must be a finite (K, dim) matrix, got shape {tuple(c.shape)}.")
@@ -255,10 +269,7 @@ def read_hubert(source: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], s
         raise GSLMImportError(f"--hubert {source}: no such file or folder.")
     if path.suffix == ".safetensors":
         return load_file(str(path)), {}, path.name
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        obj = load_trusted(path)
+    obj = load_checkpoint(path)
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):  # a fairseq checkpoint
         from torchaudio.models.wav2vec2.utils.import_fairseq import _convert_state_dict
 
@@ -442,7 +453,7 @@ def find_ulm(ulm: Path, dict_path: Path | None, tmp: Path) -> tuple[Path, Path]:
 
 
 def read_ulm(ckpt_path: Path, dict_path: Path, n_units: int) -> tuple[UnitLMConfig, dict[str, torch.Tensor], dict]:
-    ckpt = load_trusted(ckpt_path)
+    ckpt = load_checkpoint(ckpt_path)
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
         raise GSLMImportError(f"{ckpt_path} is not a fairseq checkpoint (no 'model' state dict).")
     opts = checkpoint_options(ckpt)

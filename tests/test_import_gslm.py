@@ -377,3 +377,45 @@ def test_import_errors_are_one_line(gslm_files, tmp_path, capsys):
     assert "error: dict.txt has units" in err and "do not belong together" in err and "Traceback" not in err
     assert main([*args, "--km", str(tmp_path / "nope.npy")]) == 2
     assert not (tmp_path / "out").exists()
+
+
+class _RunsCode:
+    """A pickle payload that would run a shell command if its reader called what it names."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+class _Elsewhere:
+    """A plain class: pickled by reference to this test module, which the loader must not import."""
+
+    def __init__(self) -> None:
+        self.value = 7
+
+
+def test_pickled_inputs_cannot_run_code(gslm_files, tmp_path):
+    """Checkpoints and km.bin go through restricted unpicklers: a payload naming os.system becomes an inert stub."""
+    from recipes.import_gslm import GSLMImportError, Stub, load_checkpoint
+
+    marker = tmp_path / "ran"
+    torch.save({"model": gslm_files["lm_state"], "args": gslm_files["args"], "extra": _RunsCode(marker)},
+               tmp_path / "evil.pt")
+    with pytest.raises(GSLMImportError, match="cannot be read safely"):  # torch refuses os / posix outright
+        load_checkpoint(tmp_path / "evil.pt")
+    # a class this environment lacks is read as an inert stub, next to the real Namespace and tensors
+    torch.save({"model": gslm_files["lm_state"], "args": gslm_files["args"], "extra": _Elsewhere()},
+               tmp_path / "other.pt")
+    ckpt = load_checkpoint(tmp_path / "other.pt")
+    assert isinstance(ckpt["extra"], Stub) and ckpt["extra"].value == 7
+    assert isinstance(ckpt["args"], argparse.Namespace)
+    assert torch.equal(ckpt["model"]["decoder.embed_tokens.weight"],
+                       gslm_files["lm_state"]["decoder.embed_tokens.weight"])
+    joblib.dump(_RunsCode(marker), tmp_path / "evil_km.bin")
+    with pytest.raises(GSLMImportError, match="not a fitted k-means"):
+        load_centroids(tmp_path / "evil_km.bin")
+    assert not marker.exists()
