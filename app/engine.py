@@ -118,8 +118,12 @@ class Prediction:
     task: str
     labels: list[str]
     probs: torch.Tensor  # (n_classes,)
-    unit_probs: torch.Tensor  # (V,) the prompted LM's next-unit distribution at the separator
-    stream_probs: dict[str, torch.Tensor] = field(default_factory=dict)  # every output stream there, incl. units
+    stream_probs: dict[str, torch.Tensor]  # the prompted LM's next-token distributions at the separator, per stream
+
+    @property
+    def unit_probs(self) -> torch.Tensor:
+        """(V,) the next-unit distribution."""
+        return self.stream_probs["units"]
 
     @property
     def label(self) -> str:
@@ -208,7 +212,7 @@ class Engine:
         out = prompted_forward(self.backbone.lm, [units] * len(prompts), prompts)
         probs = {k: torch.softmax(v, dim=-1) for k, v in out.logits.items()}
         return [
-            Prediction(p.task, p.labels, torch.softmax(c, dim=-1), probs["units"][i], {k: v[i] for k, v in probs.items()})
+            Prediction(p.task, p.labels, torch.softmax(c, dim=-1), {k: v[i] for k, v in probs.items()})
             for i, (p, c) in enumerate(zip(prompts, out.class_logits))
         ]
 

@@ -28,7 +28,6 @@ from .lm import UnitLM, UnitLMConfig
 
 FORMAT_VERSION = 1
 VERBALIZERS = ("learnable", "freq", "random")
-STREAMS = ("units", "duration", "pitch")  # the LM's next-token outputs a learnable verbalizer may read
 TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_PROMPT_FILE_BYTES = 16 * 2**20
 MAX_LABELS = 1000

@@ -388,8 +388,9 @@ def main() -> None:
     if args.encode_only:
         encode_only(args)
         return
-    if args.ship_only:
+    if args.report_only or args.ship_only:
         bb = Backbone.load(args.backbone)
+    if args.ship_only:
         for tid in args.tasks:
             path = RESULTS_DIR / f"{tid}.json"
             if path.exists():
@@ -398,7 +399,6 @@ def main() -> None:
                 path.write_text(json.dumps(r, indent=1) + "\n")
                 log(f"{tid}: shipped {r['shipped']}")
     if args.report_only or args.ship_only:
-        bb = Backbone.load(args.backbone)
         write_reports(load_results(bb), bb)
         return
     needs_backbone = any(v != "mfcc" for v in args.variants)
