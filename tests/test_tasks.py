@@ -103,13 +103,16 @@ def test_speaker_task_splits_takes_not_speakers():
         assert {c.label for c in clips} == {c.speaker.split(":")[1] for c in clips}
 
 
-def test_language_real_split_is_voxforge_only(monkeypatch):
+def test_language_real_split_is_unheard_voxforge_speakers(monkeypatch):
     task = T.TASKS["language"]
     _need(task)
     monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
     real = task.clips("real")
     assert real and {c.source for c in real} == {"real"} and {c.label for c in real} == set(task.labels)
-    assert {c.source for c in task.clips("train")} == {"synth"}
+    heard = {c.speaker for s in ("train", "val") for c in task.clips(s) if c.source == "real"}
+    train_real = [c for c in task.clips("train") if c.source == "real"]
+    assert train_real and {c.label for c in train_real} == set(task.labels)
+    assert heard and not heard & {c.speaker for c in real}
 
 
 def test_question_pairs_differ_only_in_punctuation(monkeypatch):

@@ -39,3 +39,19 @@ def test_rows_of_another_backbone_or_without_files_are_not_shipped(tmp_path):
     assert select_and_ship("t", results, cands, out, "fp") is None
     assert not out.exists()
     assert shipped({"v2": results["v2"]}) is results["v2"]  # older results without a "shipped" key
+
+
+def test_targets_table_says_met_only_when_the_shipped_prompt_reaches_the_target():
+    from recipes.train_prompts import target_lines
+
+    def task(acc, ft, split="test"):
+        v2 = {"val_accuracy": 0.9, split: {"accuracy": acc}, "test": {"accuracy": acc}, "trainable_params": 5}
+        return {"v2": v2, "shipped": "v2", "finetune": {"test": {"accuracy": ft}, "trainable_params": 1000}}
+
+    lines = "\n".join(target_lines({"digits": task(0.91, 0.93), "gender": task(0.94, 0.94),
+                                    "language": task(0.61, 0.70, split="real")}))
+    assert "| digits test accuracy >= 0.90 | 0.910 | yes |" in lines
+    assert "| gender test accuracy >= 0.95 | 0.940 | no |" in lines
+    assert "| language real accuracy >= 0.60 | 0.610 | yes |" in lines
+    assert "| mean over 3 tasks within 3 points of full fine-tuning | -3.67 points | no |" in lines
+    assert "| at most 1 % of fine-tuning's trainable parameters | 0.50 % | yes |" in lines
