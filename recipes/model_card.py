@@ -62,9 +62,9 @@ Synthetic speech: espeak-ng voices in 44 languages with many voice variants, pit
 the clips reverberation, real background noise (shared/data/noise), gain or telephone band. Real speech: the
 training-speaker splits of the shared data sets (FSDD CC BY-SA 4.0; RAVDESS CC BY-NC-SA 4.0, so this backbone and
 prompts trained on it are for non-commercial use; Google Speech Commands CC BY 4.0; Arabic and Lithuanian speech
-commands, research use with credit). VoxForge is kept out of the LM's data because it is the language task's real
-test set (`--exclude-datasets voxforge`); the k-means sample of 3,000 clips was drawn before that rule and may hold a
-few VoxForge training-session clips as unlabelled audio.
+commands, research use with credit). VoxForge is kept out of the LM's data because the language task tests on
+its volunteers (`--exclude-datasets voxforge`); the k-means sample of 3,000 clips was drawn before that rule and may
+hold a few clips of the corpus's 30 VoxForge clips (the language task's training sessions) as unlabelled audio.
 
 k-means: {args.get('kmeans_clips', '?')} random corpus clips x {args.get('frames_per_clip', '?')} frames, k-means++ and 30 Lloyd iterations.
 Unit LM: a random {args.get('encode_hours', '?')} h subset of the corpus, encoded to units: {u['utterances']:,} utterances,
@@ -95,6 +95,9 @@ LM / unigram = {p['lm_over_unigram']:.3f}; LM / bigram = {p['lm_over_bigram']:.3
 - The LM is small and saw only a few hours of units on CPU; it is a frozen feature pathway for prompts, not a
   generative model of speech.
 - Most of the corpus is synthetic (espeak-ng); real speech comes from a few small data sets.
+- The units keep what was said and the pitch stream keeps the melody, but little of the voice's timbre: tasks
+  that need it (gender beyond pitch, speaker, emotion) are bounded by the streams, not by the prompts
+  (docs/STREAM_PROBE.md).
 - Clips longer than the LM's context ({d['block_size']} positions with the prompt) are cut with a notice.
 
 ## Rebuild

@@ -93,7 +93,11 @@ def report(rows: dict[str, dict], bb: Backbone) -> str:
         lines.append(f"| {tid} | {r['units']['test']:.3f} | {r['prosody']['test']:.3f} | "
                      f"{r['all']['test']:.3f}{''.join(extra)} | {acc(shipped(res) if res else None)} | "
                      f"{acc(res.get('finetune'))} | {acc(res.get('mfcc'))} |")
-    lines += ["", "Accuracy for every task (fake included; its EER is in RESULTS.md).", ""]
+    lines += ["", "Accuracy for every task (fake included; its EER is in RESULTS.md). How to read it: where the "
+              "probe, the prompts and full fine-tuning stop at about the same accuracy and MFCC statistics do much "
+              "better, the streams have dropped what the task needs (a better prompt cannot bring it back); where "
+              "the probe beats the prompts, the information is in the streams and the prompt does not get it out.",
+              ""]
     return "\n".join(lines)
 
 
