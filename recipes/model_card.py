@@ -22,6 +22,7 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
     ppl = p["perplexity"]
     dense = bb.config["dense"]
     args = metrics.get("args", {})
+    history = f"{t['history']}\n" if t.get("history") else ""  # how a resumed run was pieced together
     return f"""# Model card: `{bb.id}`
 
 The embedded default backbone of this project: a frozen speech encoder (Whisper tiny.en's first
@@ -77,7 +78,7 @@ Unit LM: AdamW (lr {t['lr']}, weight decay 0.1, cosine schedule), batch {t['batc
 {t['max_len']} units, {t['steps']:,} steps in {t['seconds'] / 60:.0f} minutes on {t['threads']} CPU thread(s)
 ({platform.processor() or platform.machine()}; 2-core machine), in one run.
 Loss: next-unit cross-entropy + 0.5 x (duration bucket + pitch bucket cross-entropy).
-{t['history'] + chr(10) if t.get('history') else ''}
+{history}
 Held-out perplexity of the next unit ({p['heldout_tokens']:,} tokens of utterances held out from LM training):
 
 | model | perplexity |

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from app.backbone import Backbone  # noqa: E402
 from app.units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, Units  # noqa: E402
 from recipes.tasks import TASKS  # noqa: E402
-from recipes.train_prompts import RESULTS_DIR, encode_split, headline, shipped  # noqa: E402
+from recipes.train_prompts import encode_split, load_results, shipped  # noqa: E402
 
 FEATURES = ("units", "prosody", "all")
 
@@ -63,7 +63,7 @@ def probe(train: tuple[np.ndarray, list[int]], val: tuple[np.ndarray, list[int]]
 
 
 def run(task, bb: Backbone, cache: Path, caps: dict[str, int]) -> dict:
-    n_units = bb.lm.config.vocab_size - 1
+    n_units = bb.n_units
     feats: dict[str, dict[str, tuple[np.ndarray, list[int]]]] = {k: {} for k in FEATURES}
     for s in task.splits:
         units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, s, cache, caps.get(s, 0))
@@ -82,16 +82,16 @@ def report(rows: dict[str, dict], bb: Backbone) -> str:
              "test accuracy).", "",
              "| task | probe: units | probe: prosody | probe: all streams | SpeechPrompt v2 (shipped) | "
              "full fine-tuning | MFCC + LR |", "|---|---|---|---|---|---|---|"]
+    results = load_results(bb)  # rows measured on another backbone are left out
+
+    def acc(row: dict | None) -> str:
+        return f"{row['test']['accuracy']:.3f}" if row else ""
+
     for tid, r in rows.items():
-        res = json.loads((RESULTS_DIR / f"{tid}.json").read_text()) if (RESULTS_DIR / f"{tid}.json").exists() else {}
-
-        def acc(row: dict | None) -> str:
-            ok = row and row.get("fingerprint", bb.fingerprint) == bb.fingerprint
-            return f"{row['test']['accuracy']:.3f}" if ok else ""
-
+        res = results.get(tid, {})
         extra = [f" ({s} {r['all'][s]:.3f})" for s in r["all"] if s not in ("val", "test")]
         lines.append(f"| {tid} | {r['units']['test']:.3f} | {r['prosody']['test']:.3f} | "
-                     f"{r['all']['test']:.3f}{''.join(extra)} | {acc(shipped(res) if res else None)} | "
+                     f"{r['all']['test']:.3f}{''.join(extra)} | {acc(shipped(res))} | "
                      f"{acc(res.get('finetune'))} | {acc(res.get('mfcc'))} |")
     lines += ["", "Accuracy for every task (fake included; its EER is in RESULTS.md). How to read it: where the "
               "probe, the prompts and full fine-tuning stop at about the same accuracy and MFCC statistics do much "

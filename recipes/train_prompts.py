@@ -39,7 +39,7 @@ from app.metrics import accuracy, eer, macro_f1  # noqa: E402
 from app.prompts import PromptConfig, TaskInfo, save_prompt  # noqa: E402
 from app.tuning import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_prompt  # noqa: E402
 from app.units import Units  # noqa: E402
-from recipes.tasks import TASKS  # noqa: E402
+from recipes.tasks import REAL_LANGUAGE_COPIES, TASKS  # noqa: E402
 
 VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
 SHIPPABLE = ("v2", "v2_units")  # prompt-tuning variants a shipped prompt is chosen from, by validation accuracy
@@ -303,15 +303,12 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
         lines.append(f"| {tid} | " + " | ".join(cells) + " |")
     lines += ["", "Parameters in brackets are the trainable parameters of each method; * marks the SpeechPrompt v2 "
               "variant shipped in prompts/ (chosen on validation accuracy).", ""]
-    both = [r for r in all_results.values() if shipped(r) and "finetune" in r]
-    v2_acc = [shipped(r)["test"]["accuracy"] for r in both]
-    ft_acc = [r["finetune"]["test"]["accuracy"] for r in both]
-    if v2_acc:
-        ratio = max(shipped(r)["trainable_params"] / r["finetune"]["trainable_params"] for r in both)
-        lines += [f"Mean test accuracy over the {len(v2_acc)} tasks with both: SpeechPrompt v2 (shipped) "
-                  f"{np.mean(v2_acc):.3f}, full fine-tuning {np.mean(ft_acc):.3f} "
-                  f"(difference {100 * (np.mean(v2_acc) - np.mean(ft_acc)):+.1f} points), with at most "
-                  f"{100 * ratio:.2f} % of fine-tuning's trainable parameters.", ""]
+    vs = versus_finetune(all_results)
+    if vs:
+        lines += [f"Mean test accuracy over the {vs['tasks']} tasks with both: SpeechPrompt v2 (shipped) "
+                  f"{vs['v2']:.3f}, full fine-tuning {vs['finetune']:.3f} "
+                  f"(difference {vs['gap_points']:+.1f} points), with at most "
+                  f"{100 * vs['param_share']:.2f} % of fine-tuning's trainable parameters.", ""]
     lines += ["Budget: at most 1,000 training clips per task (stratified), 30 epochs, AdamW lr 3e-2 with one-cycle "
               "schedule, early stopping on validation accuracy (patience 8), at most 7 minutes per run on one CPU "
               "thread; runs that hit the time cap stopped before 30 epochs (see train s). Full fine-tuning trains the "
@@ -320,11 +317,23 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
               "not yet run on this backbone.", "",
               "language: `real acc` is the accuracy on real VoxForge volunteers never heard in training (one "
               "session per language, 30 clips); training adds one other volunteer per language (5 clips, repeated "
-              "5 times) to 850 synthetic sentences, validation a third. What the backbone's streams can carry at "
+              f"{REAL_LANGUAGE_COPIES} times) to 850 synthetic sentences, validation a third. What the backbone's streams can carry at "
               "all, task by task: [STREAM_PROBE.md](STREAM_PROBE.md).", "",
               "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
     (DOCS / "RESULTS.md").write_text("\n".join(lines))
     write_chart(all_results, names)
+
+
+def versus_finetune(all_results: dict) -> dict | None:
+    """Shipped v2 against full fine-tuning over the tasks that have both: mean test accuracies, their gap in
+    points, and the largest share of fine-tuning's trainable parameters a shipped prompt uses."""
+    both = [r for r in all_results.values() if shipped(r) and "finetune" in r]
+    if not both:
+        return None
+    v2 = float(np.mean([shipped(r)["test"]["accuracy"] for r in both]))
+    ft = float(np.mean([r["finetune"]["test"]["accuracy"] for r in both]))
+    share = max(shipped(r)["trainable_params"] / r["finetune"]["trainable_params"] for r in both)
+    return {"tasks": len(both), "v2": v2, "finetune": ft, "gap_points": 100 * (v2 - ft), "param_share": share}
 
 
 def target_lines(all_results: dict) -> list[str]:
@@ -335,11 +344,10 @@ def target_lines(all_results: dict) -> list[str]:
         if v and split in v:
             acc = v[split]["accuracy"]
             lines.append(f"| {tid} {split} accuracy >= {minimum:.2f} | {acc:.3f} | {'yes' if acc >= minimum else 'no'} |")
-    both = [r for r in all_results.values() if shipped(r) and "finetune" in r]
-    if both:
-        gap = 100 * np.mean([shipped(r)["test"]["accuracy"] - r["finetune"]["test"]["accuracy"] for r in both])
-        share = max(shipped(r)["trainable_params"] / r["finetune"]["trainable_params"] for r in both)
-        lines += [f"| mean over {len(both)} tasks within {MAX_GAP_POINTS:.0f} points of full fine-tuning | "
+    vs = versus_finetune(all_results)
+    if vs:
+        gap, share = vs["gap_points"], vs["param_share"]
+        lines += [f"| mean over {vs['tasks']} tasks within {MAX_GAP_POINTS:.0f} points of full fine-tuning | "
                   f"{gap:+.2f} points | {'yes' if gap >= -MAX_GAP_POINTS else 'no'} |",
                   f"| at most {100 * MAX_PARAM_SHARE:.0f} % of fine-tuning's trainable parameters | "
                   f"{100 * share:.2f} % | {'yes' if share <= MAX_PARAM_SHARE else 'no'} |"]
