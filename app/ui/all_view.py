@@ -89,6 +89,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
         return run_all(engine, session, audio_path).as_tuple()
 
     run.click(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
+    audio.stop_recording(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)  # runs on stop
     for button, path in buttons:
         button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
             on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)

@@ -104,5 +104,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     trained.then(lambda: gr.update(interactive=True, value="Train the prompt"), None, train_btn,
                  api_visibility="private", queue=False)
     test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private", **INFERENCE)
+    test_audio.stop_recording(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private",
+                              **INFERENCE)  # a recorded test clip is tested when the recording stops
     return {"trained": trained}
 

@@ -14,8 +14,8 @@ from . import plots
 from .common import (INFERENCE, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
                      session_engine, task_choices, user_errors)
 
-PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, record or upload a clip (or click an example), '
-               'then press <b>Classify</b>.</div>')
+PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, then record (the clip is classified when you '
+               'stop), upload a clip and press <b>Classify</b>, or click an example.</div>')
 
 
 @dataclass
@@ -136,6 +136,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
         return task_card(engine, session, task_id)
 
     run.click(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
+    # Speak, stop, see: a finished recording is classified at once (the button stays for uploads and re-runs).
+    audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
     for button, path in clip_buttons:
         button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
