@@ -21,7 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 from .audio import Audio, AudioInput, prepare
 from .backbone import ROOT, Backbone
 from .lm import UnitLM
-from .prompts import PromptError, TaskPrompt, check_task_id, load_prompt
+from .prompts import PromptError, TaskPrompt, check_task_id, load_prompt, standardised
 from .units import Units
 
 log = logging.getLogger(__name__)
@@ -71,22 +71,33 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
     """One pass of the frozen LM over rows that may each carry a different task prompt."""
     if len(units) != len(prompts):
         raise ValueError("one prompt per row is needed")
-    batch = collate(units, max_units(lm, prompts))
+    one_clip = all(u is units[0] for u in units)  # one clip, many tasks: embed it once
+    batch = collate(units[:1] if one_clip else units, max_units(lm, prompts))
     tokens = lm.embed(batch.ids, batch.dur, batch.pitch)
+    src = [0] * len(units) if one_clip else range(len(units))
     rows = [
-        torch.cat([p.input_prompt, tokens[b, : batch.lengths[b]], p.separator[None]], dim=0)
-        for b, p in enumerate(prompts)
+        torch.cat([p.input_prompt, tokens[s, : batch.lengths[s]], p.separator[None]], dim=0)
+        for s, p in zip(src, prompts)
     ]
     last = torch.tensor([r.shape[0] - 1 for r in rows])
     x = pad_sequence(rows, batch_first=True)
     prefix, mask = _stack_prefixes(lm, prompts)
-    logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last))
+    lengths = {p.config.prompt_length for p in prompts}
+    shared = None  # the clip's units sit at the same positions of every row: the first layer projects them once
+    if one_clip and len(lengths) == 1:
+        start = lengths.pop()
+        shared = slice(start, start + batch.lengths[0])
+    logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last, shared=shared))
     class_logits: list[torch.Tensor | None] = [None] * len(rows)
     groups: dict[int, list[int]] = {}
     for b, p in enumerate(prompts):
         groups.setdefault(id(p), []).append(b)
+    # learnable verbalizers read standardised streams: standardise each stream once for every row
+    ready = {k: standardised(v) for k, v in logits.items()} if len(groups) > 1 else None
     for idx in groups.values():
-        out = prompts[idx[0]].classify({k: v[idx] for k, v in logits.items()})
+        sel = slice(idx[0], idx[0] + 1) if len(idx) == 1 else idx  # a slice is a view, a list copies
+        out = prompts[idx[0]].classify({k: v[sel] for k, v in logits.items()},
+                                       {k: v[sel] for k, v in ready.items()} if ready else None)
         for j, b in enumerate(idx):
             class_logits[b] = out[j]
     return PromptedOutput(logits=logits, class_logits=class_logits)  # type: ignore[arg-type]

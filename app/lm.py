@@ -92,15 +92,33 @@ class Attention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.dropout = cfg.dropout
 
+    def project(self, x: torch.Tensor, query: torch.Tensor | None = None, shared: slice | None = None):
+        """Queries, keys and values of ``x (B, T, C)``. ``query (B,)``: queries at that position of each row only.
+        ``shared``: positions that hold the same vectors on every row (one clip under many prompts), projected
+        once. Both only skip work: the result is the same."""
+        B, T, C = x.shape
+        W, b = self.qkv.weight, self.qkv.bias
+        if shared is not None and B > 1:
+            once = F.linear(x[:1, shared], W, b).expand(B, -1, -1)
+            qkv = torch.cat([F.linear(x[:, : shared.start], W, b), once, F.linear(x[:, shared.stop:], W, b)], 1)
+        elif query is not None:  # W's first C rows make queries: apply them to the wanted position only
+            q = F.linear(x[torch.arange(B), query][:, None], W[:C], None if b is None else b[:C])
+            k, v = F.linear(x, W[C:], None if b is None else b[C:]).split(C, dim=2)
+            return q, k, v
+        else:
+            qkv = self.qkv(x)
+        q, k, v = qkv.split(C, dim=2)
+        return (q[torch.arange(B), query][:, None] if query is not None else q), k, v
+
     def forward(
         self, x: torch.Tensor, prefix: tuple[torch.Tensor, torch.Tensor] | None, mask: torch.Tensor,
-        query: torch.Tensor | None = None,
+        query: torch.Tensor | None = None, shared: slice | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``query (B,)``: compute the output at that one position per row only (keys/values still cover all)."""
+        """``query (B,)``: compute the output at that one position per row only (keys/values still cover all);
+        ``shared``: see :meth:`project`."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)
-        if query is not None:
-            q, T = q[torch.arange(B), query][:, None], 1
+        q, k, v = self.project(x, query, shared)
+        T = q.shape[1]
         q = q.view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k, v = (t.view(B, -1, self.n_head, self.head_dim).transpose(1, 2) for t in (k, v))
         own_kv = (k, v)
@@ -127,8 +145,8 @@ class Block(nn.Module):
         )
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, prefix, mask, query=None):
-        a, kv = self.attn(self.ln1(x) if self.pre_norm else x, prefix, mask, query)
+    def forward(self, x, prefix, mask, query=None, shared=None):
+        a, kv = self.attn(self.ln1(x) if self.pre_norm else x, prefix, mask, query, shared)
         if query is not None:
             x = x[torch.arange(x.shape[0]), query][:, None]
         x = x + self.drop(a)
@@ -192,6 +210,7 @@ class UnitLM(nn.Module):
         prefix_mask: torch.Tensor | None = None,
         return_kv: bool = False,
         read_at: torch.Tensor | None = None,
+        shared: slice | None = None,
     ):
         """Run the blocks over input embeddings ``x (B, T, C)``.
 
@@ -200,6 +219,8 @@ class UnitLM(nn.Module):
         hidden states ``(B, T, C)`` (and each layer's own keys/values if ``return_kv``).
         ``read_at (B,)``: only that position's final state is wanted (returned as ``(B, C)``); the last layer then
         computes its queries, attention output and MLP for that position alone (same result, less work).
+        ``shared``: a span of positions whose inputs are identical on every row (one clip under many task
+        prompts); the first layer projects them once (same result, less work).
         """
         B, T, _ = x.shape
         if T > self.config.block_size:
@@ -220,7 +241,7 @@ class UnitLM(nn.Module):
             query = read_at if read_at is not None and i == len(self.blocks) - 1 else None
             if query is not None:
                 mask = mask.expand(B, 1, T, mask.shape[-1])[torch.arange(B), :, query][:, :, None]
-            x, kv = block(x, layer_prefix, mask, query)
+            x, kv = block(x, layer_prefix, mask, query, shared if i == 0 else None)
             kvs.append(kv)
         x = self.ln_f(x)
         if read_at is not None:

@@ -84,18 +84,29 @@ def check_task_id(task_id: str) -> str:
 StreamLogits = Mapping[str, torch.Tensor]
 
 
-def verbalizer_input(logits: StreamLogits | torch.Tensor, reads: tuple[str, ...] = ("units",)) -> torch.Tensor:
+def standardised(logits: torch.Tensor) -> torch.Tensor:
+    """One stream's next-token log-distribution ``(B, n)``, standardised per row (zero mean, unit spread)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    spread, mean = torch.std_mean(logp, dim=-1, keepdim=True)
+    return (logp - mean) / (spread + 1e-5)
+
+
+def verbalizer_input(logits: StreamLogits | torch.Tensor, reads: tuple[str, ...] = ("units",),
+                     ready: StreamLogits | None = None) -> torch.Tensor:
     """What a learnable verbalizer reads: each stream's next-token log-distribution (``logits[name] (B, n)``; a
-    bare tensor means the units), standardised per row and stream (zero mean, unit spread) so the linear map
-    works the same whether the LM is sharp or flat, then concatenated in ``reads`` order."""
+    bare tensor means the units), standardised per row and stream so the linear map works the same whether the
+    LM is sharp or flat, then concatenated in ``reads`` order. ``ready``: streams already :func:`standardised`
+    (a batch of many tasks does that once for all rows)."""
     streams = {"units": logits} if isinstance(logits, torch.Tensor) else logits
     parts = []
     for name in reads:
-        if name not in streams:
+        if ready is not None and name in ready:
+            parts.append(ready[name])
+        elif name in streams:
+            parts.append(standardised(streams[name]))
+        else:
             raise PromptError(f"The verbalizer reads the LM's {name!r} output, which was not given.")
-        logp = torch.log_softmax(streams[name], dim=-1)
-        parts.append((logp - logp.mean(-1, keepdim=True)) / (logp.std(-1, keepdim=True) + 1e-5))
-    return torch.cat(parts, dim=-1)
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
 
 
 def stream_sizes(lm_config: UnitLMConfig) -> dict[str, int]:
@@ -169,11 +180,11 @@ class TaskPrompt(nn.Module):
         h, d = self.lm_config.n_head, self.lm_config.head_dim
         return self.deep_prompt.view(L, 2, P, h, d).transpose(2, 3)
 
-    def classify(self, logits: StreamLogits | torch.Tensor) -> torch.Tensor:
+    def classify(self, logits: StreamLogits | torch.Tensor, ready: StreamLogits | None = None) -> torch.Tensor:
         """Class logits ``(B, n_classes)`` from the LM's next-token logits at the separator: ``{"units": (B, V),
-        "duration": ..., "pitch": ...}`` (a bare tensor is the units)."""
+        "duration": ..., "pitch": ...}`` (a bare tensor is the units); ``ready``: see :func:`verbalizer_input`."""
         if self.verbalizer is not None:
-            return self.verbalizer(verbalizer_input(logits, self.reads))
+            return self.verbalizer(verbalizer_input(logits, self.reads, ready))
         units = logits if isinstance(logits, torch.Tensor) else logits["units"]
         return units[:, self.tokens]
 

@@ -110,6 +110,25 @@ def test_engine_predicts_all_tasks_in_one_pass(backbone):
         assert abs(float(pred.probs.sum()) - 1) < 1e-5
 
 
+def test_shortcuts_of_the_lm_pass_change_nothing(backbone):
+    """``read_at`` (the last layer at one position) and ``shared`` (one clip's units projected once by the first
+    layer) only skip work: the final states equal the plain pass's."""
+    lm = backbone.lm
+    u = backbone.encoder(torch.from_numpy(tone_clip("chirp")))
+    prompts = [_prompt(backbone, t, seed=i) for i, t in enumerate("abcd")]
+    with torch.no_grad():
+        tokens = lm.embed(u.ids[None], u.duration_buckets()[None], u.pitch_buckets()[None])[0]
+        x = torch.stack([torch.cat([p.input_prompt, tokens, p.separator[None]]) for p in prompts])
+        prefix = torch.stack([p.prefix() for p in prompts])
+        last = torch.full((len(prompts),), x.shape[1] - 1)
+        P = prompts[0].config.prompt_length
+        plain = lm.run(x, prefix)[:, -1]
+        quick = lm.run(x, prefix, read_at=last, shared=slice(P, P + len(u)))
+        assert torch.allclose(plain, quick, atol=1e-5)
+        # the shortcut is really taken: claiming the (different) prompt vectors are shared changes the answer
+        assert not torch.allclose(plain, lm.run(x, prefix, read_at=last, shared=slice(0, P + len(u))), atol=1e-3)
+
+
 def test_prompts_change_the_output(backbone):
     u = backbone.encoder(torch.from_numpy(tone_clip("high")))
     a, b = _prompt(backbone, "a", seed=1), _prompt(backbone, "b", seed=2)
