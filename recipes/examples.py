@@ -28,14 +28,14 @@ OUT = ROOT / "assets" / "examples"
 SR = 16_000
 MAX_BYTES = 100_000
 
-# (file stem, text, espeak voice, words per minute, caption)
+# (file stem, text, espeak voice, words per minute, caption, the task the clip shows off: the Try view switches to it)
 CLIPS = [
-    ("seven_en", "seven", "en-us", 150, "“seven” (English)"),
-    ("three_en", "three", "en-gb+f3", 150, "“three” (English)"),
-    ("yes_en", "yes", "en-us+m3", 150, "“yes” (English)"),
-    ("sentence_de", "Guten Morgen, wie geht es dir?", "de", 165, "German sentence"),
-    ("sentence_fr", "Bonjour, je voudrais un café.", "fr", 165, "French sentence"),
-    ("sentence_es", "Hola, ¿dónde está la estación?", "es", 165, "Spanish sentence"),
+    ("seven_en", "seven", "en-us", 150, "“seven” (English)", "digits"),
+    ("three_en", "three", "en-gb+f3", 150, "“three” (English)", "digits"),
+    ("yes_en", "yes", "en-us+m3", 150, "“yes” (English)", "commands"),
+    ("sentence_de", "Guten Morgen, wie geht es dir?", "de", 165, "German sentence", "language"),
+    ("sentence_fr", "Bonjour, je voudrais un café.", "fr", 165, "French sentence", "language"),
+    ("sentence_es", "Hola, ¿dónde está la estación?", "es", 165, "Spanish sentence", "language"),
 ]
 TRAIN_WORDS = ("yes", "no", "stop")
 TRAIN_VOICES = [("en-us", 150), ("en-gb+f3", 140), ("en-us+m7", 170), ("en+f4", 155), ("en-gb-x-rp+m3", 130)]
@@ -66,9 +66,9 @@ def main() -> None:
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed (apt-get install -y espeak-ng).")
     listing = []
-    for stem, text, voice, wpm, caption in CLIPS:
+    for stem, text, voice, wpm, caption, task in CLIPS:
         write(OUT / f"{stem}.wav", speak(text, voice, wpm))
-        listing.append({"file": f"{stem}.wav", "text": text, "voice": voice, "caption": caption})
+        listing.append({"file": f"{stem}.wav", "text": text, "voice": voice, "caption": caption, "task": task})
     (OUT / "examples.json").write_text(json.dumps(listing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     train = OUT / "train_set"
     if train.exists():

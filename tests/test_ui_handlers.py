@@ -13,9 +13,10 @@ import pytest
 import soundfile as sf
 import torch
 
+from app.engine import DEFAULT_PROMPTS_DIR, Engine
 from app.prompts import load_prompt, verbalizer_input
 from app.ui import all_view, api, build_ui, how_view, plots, train_data, train_run, try_view
-from app.ui.common import (EXAMPLES_DIR, Session, cleanup_session, examples, prompt_bytes,
+from app.ui.common import (EXAMPLES_DIR, Example, Session, cleanup_session, examples, prompt_bytes,
                            session_engine, task_choices)
 from app.ui.server import launch_kwargs, parse_args
 
@@ -406,11 +407,26 @@ def test_views_decode_other_formats_through_app_audio(tmp_path, clip, bad_file, 
     assert try_view.run_task(engine, Session(), str(webm), "tones").headline
 
 
+def test_an_example_brings_its_task_along_when_loaded(engine):
+    ex = Example("a chirp", "/clips/chirp.wav", "tones-freq")
+    assert try_view.pick_example(engine, ex, "tones") == ("/clips/chirp.wav", "tones-freq")
+    assert try_view.pick_example(engine, ex._replace(task="digits"), "tones") == ("/clips/chirp.wav", "tones")
+    assert try_view.pick_example(engine, ex._replace(task=None), "tones") == ("/clips/chirp.wav", "tones")
+
+
+def test_try_view_opens_on_digits_when_loaded(engine):
+    assert try_view.default_task(engine) == engine.tasks[0]
+    with_digits = Engine(engine.backbone, {**engine.prompts, "digits": engine.prompts["tones"]})
+    assert try_view.default_task(with_digits) == "digits"
+    assert try_view.default_task(Engine(engine.backbone)) is None
+
+
 def test_examples_are_bundled_and_small():
     clips = examples()
     assert 3 <= len(clips) <= 6
-    for caption, path in clips:
+    for caption, path, task in clips:
         assert caption and Path(path).stat().st_size < 100_000
+        assert task is None or (DEFAULT_PROMPTS_DIR / task / "task.json").is_file(), f"{caption}: no task {task}"
         info = sf.info(path)
         assert info.samplerate == 16000 and info.channels == 1
     for word in ("yes", "no", "stop"):

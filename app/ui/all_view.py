@@ -90,7 +90,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
 
     run.click(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     audio.stop_recording(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)  # runs on stop
-    for button, path in buttons:
-        button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
+    for button, ex in buttons:
+        button.click(lambda p=ex.path: p, None, audio, api_visibility="private", queue=False).then(
             on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     return {"audio": audio, "storage": storage, "storage_fig": storage_fig}

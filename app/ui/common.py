@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, NamedTuple, TypeVar
 
 import gradio as gr
 from safetensors.torch import save as safetensors_bytes
@@ -142,33 +142,41 @@ def lm_bytes(engine: Engine) -> int:
     return engine.backbone.lm.num_params() * 4
 
 
-def examples(folder: Path = EXAMPLES_DIR) -> list[tuple[str, str]]:
-    """Bundled example clips as ``(caption, path)``, from ``examples.json`` (else every ``*.wav``)."""
+class Example(NamedTuple):
+    caption: str
+    path: str
+    task: str | None  # the task the clip shows off (the Try view switches to it when that task is loaded)
+
+
+def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
+    """Bundled example clips, from ``examples.json`` (else every ``*.wav``, with no task)."""
     listing = folder / "examples.json"
-    out: list[tuple[str, str]] = []
+    out: list[Example] = []
     if listing.is_file():
         try:
             for item in json.loads(listing.read_text(encoding="utf-8")):
                 path = folder / str(item["file"])
                 if path.is_file() and path.parent == folder:
-                    out.append((str(item.get("caption") or path.stem), str(path)))
-        except (json.JSONDecodeError, KeyError, TypeError):
+                    task = item.get("task")
+                    out.append(Example(str(item.get("caption") or path.stem), str(path),
+                                       str(task) if task else None))
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("ignoring malformed %s", listing)
             out = []
     if not out and folder.is_dir():
-        out = [(p.stem.replace("_", " "), str(p)) for p in sorted(folder.glob("*.wav"))]
+        out = [Example(p.stem.replace("_", " "), str(p), None) for p in sorted(folder.glob("*.wav"))]
     return out
 
 
-def example_buttons(prefix: str) -> list[tuple[gr.Button, str]]:
-    """A row of buttons, one per bundled example clip (ids ``{prefix}-example-{i}``), with their paths."""
+def example_buttons(prefix: str) -> list[tuple[gr.Button, Example]]:
+    """A row of buttons, one per bundled example clip (ids ``{prefix}-example-{i}``), with their examples."""
     clips = examples()
     if not clips:
         return []
     gr.Markdown("**Or try an example clip:**", elem_classes=["examples-title"])
     with gr.Row(elem_classes=["example-row"]):
-        return [(gr.Button(caption, size="sm", min_width=80, elem_id=f"{prefix}-example-{i}"), path)
-                for i, (caption, path) in enumerate(clips)]
+        return [(gr.Button(ex.caption, size="sm", min_width=80, elem_id=f"{prefix}-example-{i}"), ex)
+                for i, ex in enumerate(clips)]
 
 
 def slug(text: str) -> str:

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from ..engine import Engine
 from . import plots
-from .common import (INFERENCE, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
+from .common import (INFERENCE, Example, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
                      session_engine, task_choices, user_errors)
 
 PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, then record (the clip is classified when you '
@@ -71,6 +71,19 @@ def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_m
     return "\n\n".join(lines)
 
 
+DEFAULT_TASK = "digits"  # what a visitor can check by saying a number; else the first task
+
+
+def default_task(engine: Engine) -> str | None:
+    """The task the view opens on."""
+    return DEFAULT_TASK if DEFAULT_TASK in engine.prompts else (engine.tasks[0] if engine.tasks else None)
+
+
+def pick_example(engine: Engine, example: Example, current: str | None) -> tuple[str, str | None]:
+    """``(clip, task)`` after a click on an example: its own task when that is loaded, else the current one."""
+    return example.path, example.task if example.task in engine.prompts else current
+
+
 @user_errors
 def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> TryOutputs:
     """Classify one clip with one task and build every figure of the view."""
@@ -101,7 +114,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     """Lay out the view and wire its events; returns the components other views update."""
     choices = task_choices(engine)
-    first = choices[0][1] if choices else None
+    first = default_task(engine)
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
             task = gr.Dropdown(choices=choices, value=first, label="Task", elem_id="try-task")
@@ -139,7 +152,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     # Speak, stop, see: a finished recording is classified at once (the button stays for uploads and re-runs).
     audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
-    for button, path in clip_buttons:
-        button.click(lambda p=path: p, None, audio, api_visibility="private", queue=False).then(
+    for button, ex in clip_buttons:  # an example brings its task along (when loaded), then runs
+        button.click(lambda current, ex=ex: pick_example(engine, ex, current), task,
+                     [audio, task], api_visibility="private", queue=False).then(
             on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     return {"task": task, "card": card, "audio": audio}
