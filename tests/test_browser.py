@@ -138,6 +138,33 @@ def test_record_through_the_microphone(url, playwright, tmp_path):
         browser.close()
 
 
+def test_recordings_go_to_the_chosen_class_and_can_be_undone(url, playwright, tmp_path):
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, np.concatenate([tone_clip("low", seed=2, seconds=3.0, sr=48000)] * 2), 48000, subtype="PCM_16")
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}"])
+    try:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"]).new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Train a prompt").click()
+        page.locator("#train-classes textarea, #train-classes input").first.fill("low, high")
+        page.get_by_role("button", name="Set classes").click()
+        status = page.locator("#train-status")
+        sync_api.expect(status.locator("td", has_text="needs 3 more")).to_have_count(2, timeout=TIMEOUT_MS)
+        recorder = page.locator("#train-recording")
+        for take in (1, 2):  # record, stop, record again: no button between takes
+            recorder.locator("button.record-button").click()
+            page.wait_for_timeout(1500)
+            recorder.locator("button.stop-button").first.click()
+            sync_api.expect(status.locator("td", has_text=f"needs {3 - take} more")).to_have_count(
+                1, timeout=TIMEOUT_MS)
+        page.locator("#train-undo").click()
+        sync_api.expect(status.locator("td", has_text="needs 2 more")).to_have_count(1, timeout=TIMEOUT_MS)
+    finally:
+        browser.close()
+
+
 def test_example_button_runs_in_one_click(url, playwright):
     if not examples():
         pytest.skip("no bundled example clips (python recipes/examples.py makes them)")

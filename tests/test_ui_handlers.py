@@ -230,6 +230,11 @@ def test_add_examples_counts_warns_and_cleans_uploads(engine, tmp_path, bad_file
     # Renaming classes keeps examples of classes that stay.
     s, status, _ = train_data.set_classes(s, "low, chirp")
     assert len(s.examples["low"]) == 3 and s.examples["chirp"] == []
+    first = s.examples["low"][0]
+    s, status = train_data.remove_last(s, "low")
+    assert len(s.examples["low"]) == 2 and s.examples["low"][0] is first and "| low | 2 | needs 1 more |" in status
+    with pytest.raises(gr.Error, match="'chirp' has no examples"):
+        train_data.remove_last(s, "chirp")
     s, status = train_data.clear_examples(s)
     assert s.examples == {"low": [], "chirp": []}
 

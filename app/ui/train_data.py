@@ -121,6 +121,15 @@ def load_bundled(engine: Engine, session: Session, folder: Path = TRAIN_SET_DIR)
     return session, ", ".join(classes), examples_status(session)
 
 
+@user_errors
+def remove_last(session: Session, label: str | None) -> tuple[Session, str]:
+    """Drop the newest example of ``label`` (a take that went wrong); returns the session and the status table."""
+    if not session.examples.get(label or ""):
+        raise fail(f"'{label}' has no examples to remove." if label else "Choose a class first.")
+    session.examples[label].pop()
+    return session, examples_status(session)
+
+
 def clear_examples(session: Session) -> tuple[Session, str]:
     session.examples = {c: [] for c in session.classes}
     return session, examples_status(session)

@@ -12,7 +12,7 @@ import gradio as gr
 from ..engine import Engine
 from .common import INFERENCE, Session
 from .train_data import (MAX_FILES_PER_ADD, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS, TRAIN_SET_DIR, add_examples,
-                         clear_examples, examples_status, load_bundled, set_classes)
+                         clear_examples, examples_status, load_bundled, remove_last, set_classes)
 from .train_run import TRAIN_SECONDS, test_clip, train
 
 
@@ -33,11 +33,13 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                                         visible=TRAIN_SET_DIR.is_dir(), elem_id="train-bundled")
             gr.Markdown("#### 2. Examples")
             label = gr.Dropdown(choices=[], label="These examples are of class", elem_id="train-label")
-            recording = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Record one example")
+            recording = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="train-recording",
+                                 label="Record one example (added to this class when you stop)")
             files = gr.File(file_count="multiple", file_types=["audio"], label=f"…or upload up to "
                             f"{MAX_FILES_PER_ADD} clips at once", height=120)
             with gr.Row():
                 add_btn = gr.Button("Add to class", variant="secondary", size="sm")
+                undo_btn = gr.Button("Remove this class's last example", size="sm", elem_id="train-undo")
                 clear_btn = gr.Button("Clear examples", size="sm")
             status = gr.Markdown(examples_status(Session()), elem_id="train-status")
         with gr.Column(scale=1, min_width=320):
@@ -95,6 +97,10 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     bundled_btn.click(on_bundled, [state], [state, classes, status, label], api_visibility="private", **INFERENCE)
     add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private",
                   **INFERENCE)
+    # Record, stop, record again: each finished recording goes to the chosen class and the recorder is free again.
+    recording.stop_recording(lambda s, lab, rec: on_add(s, lab, rec, None)[:3], [state, label, recording],
+                             [state, status, recording], api_visibility="private", **INFERENCE)
+    undo_btn.click(remove_last, [state, label], [state, status], api_visibility="private")
     clear_btn.click(on_clear, [state], [state, status], api_visibility="private")
     locked = train_btn.click(lambda: gr.update(interactive=False, value="Training…"), None, train_btn,
                              api_visibility="private", queue=False)
