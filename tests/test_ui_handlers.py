@@ -381,6 +381,7 @@ def test_how_it_works_uses_real_numbers(engine):
     assert f"**{5 * c + L * 2 * 5 * c + c + V * 3 + 3:,} trainable parameters**" in text
     for t in engine.tasks:
         assert f"| {engine.prompts[t].num_trainable():,} |" in text
+    assert text.count("| 90.0% (33%) |") == len(engine.tasks)  # the prompts' recorded test accuracy, 3 classes
     html = how_view.pipeline_html(engine)
     assert f"{d['n_units']} k-means centroids" in html and f"{d['lm_params']:,} parameters" in html
 
