@@ -76,6 +76,9 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             gr.Warning(w)
         return session, table, None, None
 
+    def on_recorded(session: Session, lab: str, rec: str | None) -> tuple:
+        return on_add(session, lab, rec, None)[:3]  # the session, the table, and an empty recorder
+
     def on_clear(session: Session) -> tuple:
         return clear_examples(session)
 
@@ -98,8 +101,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private",
                   **INFERENCE)
     # Record, stop, record again: each finished recording goes to the chosen class and the recorder is free again.
-    recording.stop_recording(lambda s, lab, rec: on_add(s, lab, rec, None)[:3], [state, label, recording],
-                             [state, status, recording], api_visibility="private", **INFERENCE)
+    recording.stop_recording(on_recorded, [state, label, recording], [state, status, recording],
+                             api_visibility="private", **INFERENCE)
     undo_btn.click(remove_last, [state, label], [state, status], api_visibility="private")
     clear_btn.click(on_clear, [state], [state, status], api_visibility="private")
     locked = train_btn.click(lambda: gr.update(interactive=False, value="Training…"), None, train_btn,
