@@ -111,19 +111,22 @@ def _record_and_classify(browser, url: str) -> tuple[str, str, object]:
     return kind, text, page
 
 
-def test_record_through_the_microphone(url, playwright, tmp_path):
-    wav = tmp_path / "mic.wav"
-    sound = np.concatenate([tone_clip("high", seed=4, seconds=3.0, sr=48000)] * 2)
-    sf.write(wav, sound, 48000, subtype="PCM_16")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
+def _with_microphone(playwright, wav: Path, kind: str, seed: int):
+    """Chromium whose fake microphone plays 6 s of a test tone (48 kHz, as a browser records) in a loop."""
+    sf.write(wav, np.concatenate([tone_clip(kind, seed=seed, seconds=3.0, sr=48000)] * 2), 48000, subtype="PCM_16")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
         "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
         f"--use-file-for-fake-audio-capture={wav}"])
+
+
+def test_record_through_the_microphone(url, playwright, tmp_path):
+    browser = _with_microphone(playwright, tmp_path / "mic.wav", "high", seed=4)
     try:
         kind, text, page = _record_and_classify(browser, url)
         if kind != "label":
-            # Seen once in CI on a loaded machine (the headline never came, cause not captured) and never here
-            # in 20+ runs, under load included: a visitor would record again, and so does the test, once, saying
-            # why. Two failures in a row fail the test with both reasons.
+            # Seen once in CI (the headline never came, cause not captured), never here in about 15 runs, some
+            # with both cores loaded: a visitor would record again, and so does the test, once, saying why.
+            # Two failures in a row fail the test with both reasons.
             warnings.warn(f"first recording not classified ({kind}: {text}); recording again")
             first = f"{kind}: {text}"
             kind, text, page = _record_and_classify(browser, url)
@@ -139,11 +142,7 @@ def test_record_through_the_microphone(url, playwright, tmp_path):
 
 
 def test_recordings_go_to_the_chosen_class_and_can_be_undone(url, playwright, tmp_path):
-    wav = tmp_path / "mic.wav"
-    sf.write(wav, np.concatenate([tone_clip("low", seed=2, seconds=3.0, sr=48000)] * 2), 48000, subtype="PCM_16")
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [
-        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-        f"--use-file-for-fake-audio-capture={wav}"])
+    browser = _with_microphone(playwright, tmp_path / "mic.wav", "low", seed=2)
     try:
         page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"]).new_page()
         page.goto(url)
