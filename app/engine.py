@@ -82,22 +82,22 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
     last = torch.tensor([r.shape[0] - 1 for r in rows])
     x = pad_sequence(rows, batch_first=True)
     prefix, mask = _stack_prefixes(lm, prompts)
-    lengths = {p.config.prompt_length for p in prompts}
+    P = prompts[0].config.prompt_length
     shared = None  # the clip's units sit at the same positions of every row: the first layer projects them once
-    if one_clip and len(lengths) == 1:
-        start = lengths.pop()
-        shared = slice(start, start + batch.lengths[0])
+    if one_clip and all(p.config.prompt_length == P for p in prompts):
+        shared = slice(P, P + batch.lengths[0])
     logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last, shared=shared))
     class_logits: list[torch.Tensor | None] = [None] * len(rows)
     groups: dict[int, list[int]] = {}
     for b, p in enumerate(prompts):
         groups.setdefault(id(p), []).append(b)
-    # learnable verbalizers read standardised streams: standardise each stream once for every row
-    ready = {k: standardised(v) for k, v in logits.items()} if len(groups) > 1 else None
+    # learnable verbalizers read standardised streams: standardise each stream they read once for every row
+    reads = {s for p in prompts if p.verbalizer is not None for s in p.reads} if len(groups) > 1 else set()
+    ready = {s: standardised(logits[s]) for s in reads if s in logits}
     for idx in groups.values():
         sel = slice(idx[0], idx[0] + 1) if len(idx) == 1 else idx  # a slice is a view, a list copies
         out = prompts[idx[0]].classify({k: v[sel] for k, v in logits.items()},
-                                       {k: v[sel] for k, v in ready.items()} if ready else None)
+                                       {k: v[sel] for k, v in ready.items()})
         for j, b in enumerate(idx):
             class_logits[b] = out[j]
     return PromptedOutput(logits=logits, class_logits=class_logits)  # type: ignore[arg-type]

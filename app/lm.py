@@ -96,7 +96,7 @@ class Attention(nn.Module):
         """Queries, keys and values of ``x (B, T, C)``. ``query (B,)``: queries at that position of each row only.
         ``shared``: positions that hold the same vectors on every row (one clip under many prompts), projected
         once. Both only skip work: the result is the same."""
-        B, T, C = x.shape
+        B, _, C = x.shape
         W, b = self.qkv.weight, self.qkv.bias
         if shared is not None and B > 1:
             once = F.linear(x[:1, shared], W, b).expand(B, -1, -1)
