@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,22 +18,15 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .dense import build_dense
+from .encoder.dense import build_dense
+from .encoder.units import SpeechEncoder
 from .lm import UnitLM, UnitLMConfig
-from .units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, SpeechEncoder
+from .settings import default_backbone_dir
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BACKBONE_DIR = ROOT / "assets" / "backbone"
-BACKBONE_ENV = "SPEECHPROMPT_BACKBONE"
 
 
 class BackboneError(ValueError):
     """A backbone folder that cannot be loaded, with a message saying why."""
-
-
-def default_backbone_dir() -> Path:
-    """The folder named by $SPEECHPROMPT_BACKBONE, else the embedded default in assets/backbone."""
-    return Path(os.environ.get(BACKBONE_ENV) or DEFAULT_BACKBONE_DIR)
 
 
 def weights_fingerprint(config: dict[str, Any], modules: dict[str, torch.nn.Module]) -> str:
@@ -98,7 +90,8 @@ class Backbone:
         folder = Path(folder) if folder is not None else default_backbone_dir()
         cfg_path = folder / "config.json"
         if not cfg_path.is_file():
-            raise BackboneError(f"No backbone at {folder} (config.json missing). Rebuild it with recipes/backbone.py.")
+            raise BackboneError(f"No backbone at {folder} (config.json missing). "
+                                "Rebuild it with python -m recipes.build.backbone.")
         try:
             config = json.loads(cfg_path.read_text(encoding="utf-8"))
             enc = load_file(str(folder / "encoder.safetensors"))
@@ -158,6 +151,12 @@ class Backbone:
         return sum((self.folder / f).stat().st_size for f in ("config.json", "encoder.safetensors", "lm.safetensors")
                    if (self.folder / f).exists())
 
+    def lm_bytes(self) -> int:
+        """Size of one copy of the LM's weights: the real file if the backbone has a folder, else float32 size."""
+        if self.folder is not None and (Path(self.folder) / "lm.safetensors").is_file():
+            return (Path(self.folder) / "lm.safetensors").stat().st_size
+        return self.lm.num_params() * 4
+
     def describe(self) -> dict[str, Any]:
         """A summary for `python -m app info` and the UI."""
         lm_cfg = self.lm.config
@@ -180,30 +179,3 @@ class Backbone:
             "bytes_on_disk": self.bytes_on_disk(),
             "folder": str(self.folder) if self.folder else None,
         }
-
-
-def tiny_config(n_units: int = 16, n_embd: int = 32, n_layer: int = 2, n_head: int = 2) -> dict[str, Any]:
-    """Config of a tiny backbone for tests and quick experiments."""
-    return {
-        "id": f"tiny-logmel{n_units}-lm{n_layer}x{n_embd}",
-        "sample_rate": 16_000,
-        "dense": {"kind": "logmel", "n_mels": 20, "context": 1},
-        "quantizer": {"n_units": n_units, "feature_norm": "none"},
-        "lm": UnitLMConfig(vocab_size=n_units + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=256,
-                           n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS).to_dict(),
-    }
-
-
-def tiny_backbone(seed: int = 0, n_units: int = 16, **lm_kwargs: int) -> Backbone:
-    """A tiny deterministic backbone built in well under a second: log-mel features, centroids taken from
-    frames of a fixed synthetic signal, a randomly initialised LM. For tests, not for accuracy."""
-    g = torch.Generator().manual_seed(seed)
-    config = tiny_config(n_units, **lm_kwargs)
-    dense = build_dense(config["dense"])
-    t = torch.arange(32_000) / 16_000
-    signal = torch.sin(2 * torch.pi * (200 + 1500 * t) * t) + 0.3 * torch.randn(t.shape, generator=g)
-    feats = dense(signal)
-    centroids = feats[torch.randperm(feats.shape[0], generator=g)[:n_units]].clone()
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        return Backbone.build(config, centroids)

@@ -11,16 +11,15 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .audio import AudioError
-from .backbone import Backbone, BackboneError
+from .backbone import Backbone
 from .data import DataError, list_labelled
-from .engine import DEFAULT_PROMPTS_DIR, Engine
-from .hub import HubError
-from .loadtest import ServerError
+from .encoder.audio import AudioError
+from .engine import Engine
+from .errors import USER_ERRORS
 from .metrics import summary
-from .prompts import PromptConfig, PromptError, TaskInfo, check_task_id, save_prompt
-
-USER_ERRORS = (AudioError, BackboneError, DataError, HubError, PromptError, FileNotFoundError, ValueError, ServerError)
+from .prompt_files import save_prompt
+from .prompting import PromptConfig, TaskInfo, check_task_id
+from .settings import DEFAULT_PROMPTS_DIR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -178,7 +177,7 @@ def cmd_eval(args) -> int:
     if unknown:
         raise DataError(f"labels {unknown} in {args.data} are not labels of task {args.task!r}: {prompt.labels}")
     units, labels = _encode_all(engine, items, args.json)
-    from .tuning import predict_proba, prompt_logits_fn
+    from .training import predict_proba, prompt_logits_fn
 
     probs = predict_proba(prompt_logits_fn(engine.backbone.lm, prompt), units)
     y_true = [prompt.labels.index(lab) for lab in labels]
@@ -192,7 +191,7 @@ def cmd_eval(args) -> int:
 def cmd_train(args) -> int:
     from tqdm import tqdm
 
-    from .tuning import TrainConfig, new_prompt, stratified_split, train_prompt
+    from .training import TrainConfig, new_prompt, stratified_split, train_prompt
 
     check_task_id(args.task)
     engine = Engine(Backbone.load(args.backbone))
@@ -232,7 +231,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from .perf.bench import run_bench
 
     obj = run_bench(args.backbone, args.prompts, repeats=args.repeats, server=not args.no_server, threads=args.threads)
     _emit(args, obj, "\n".join(f"{k:>32}: {v}" for k, v in obj.items()))
@@ -240,7 +239,8 @@ def cmd_bench(args) -> int:
 
 
 def cmd_loadtest(args) -> int:
-    from .loadtest import check_loopback, launched_server, run_loadtest
+    from .perf.loadtest import check_loopback, run_loadtest
+    from .perf.process import launched_server
 
     kw = dict(concurrency=args.concurrency, seconds=args.seconds, max_requests=args.max_requests, task=args.task,
               clip=args.clip, client=args.client)

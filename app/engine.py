@@ -1,12 +1,5 @@
-"""Backbone + many task prompts -> predictions, in one batched pass over the frozen LM.
-
-:func:`prompted_forward` is the single place where SpeechPrompt v2's sequence is built, per row of a batch:
-
-    [input prompt (P vectors)] [unit embeddings + duration + pitch] [separator]   (+ deep prompt prefixes)
-
-and the next-unit logits are read at the separator. Training and inference both use it, so a task behaves the
-same alone or batched with other tasks.
-"""
+"""Serving: the frozen backbone + many task prompts -> predictions, all tasks of a clip in one batched pass
+(through :func:`app.prompting.prompted_forward`, the same path training uses)."""
 from __future__ import annotations
 
 import logging
@@ -16,110 +9,15 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
-from .audio import Audio, AudioInput, prepare
-from .backbone import ROOT, Backbone
-from .lm import UnitLM
-from .prompts import PromptError, TaskPrompt, check_task_id, load_prompt, standardised
-from .units import Units
+from .backbone import Backbone
+from .encoder.audio import Audio, AudioInput, prepare
+from .encoder.units import Units
+from .prompt_files import load_prompt
+from .prompting import PromptError, TaskPrompt, check_task_id, collate, max_units, prompted_forward
+from .settings import DEFAULT_PROMPTS_DIR
 
 log = logging.getLogger(__name__)
-DEFAULT_PROMPTS_DIR = ROOT / "prompts"
-
-
-@dataclass
-class UnitBatch:
-    """Unit sequences padded to one length: ids, duration and pitch buckets ``(B, T)``, and true lengths."""
-
-    ids: torch.Tensor
-    dur: torch.Tensor
-    pitch: torch.Tensor
-    lengths: list[int]
-
-
-def collate(units: Sequence[Units], max_len: int) -> UnitBatch:
-    """Pad unit sequences (each truncated to ``max_len``) into one batch."""
-    ids = [u.ids[:max_len] for u in units]
-    dur = [u.duration_buckets()[:max_len] for u in units]
-    pitch = [u.pitch_buckets()[:max_len] for u in units]
-    return UnitBatch(
-        ids=pad_sequence(ids, batch_first=True),
-        dur=pad_sequence(dur, batch_first=True),
-        pitch=pad_sequence(pitch, batch_first=True),
-        lengths=[int(t.numel()) for t in ids],
-    )
-
-
-def max_units(lm: UnitLM, prompts: Sequence[TaskPrompt]) -> int:
-    """How many units fit in the LM's context after the longest prompt and the separator."""
-    longest = max((p.config.prompt_length for p in prompts), default=0)
-    return lm.config.block_size - longest - 1
-
-
-@dataclass
-class PromptedOutput:
-    logits: dict[str, torch.Tensor]  # the LM's next-token outputs at each row's separator: "units" (B, V), ...
-    class_logits: list[torch.Tensor]  # per row, (n_classes of that row's task,)
-
-    @property
-    def unit_logits(self) -> torch.Tensor:
-        return self.logits["units"]
-
-
-def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskPrompt]) -> PromptedOutput:
-    """One pass of the frozen LM over rows that may each carry a different task prompt."""
-    if len(units) != len(prompts):
-        raise ValueError("one prompt per row is needed")
-    one_clip = all(u is units[0] for u in units)  # one clip, many tasks: embed it once
-    batch = collate(units[:1] if one_clip else units, max_units(lm, prompts))
-    tokens = lm.embed(batch.ids, batch.dur, batch.pitch)
-    src = [0] * len(units) if one_clip else range(len(units))
-    rows = [
-        torch.cat([p.input_prompt, tokens[s, : batch.lengths[s]], p.separator[None]], dim=0)
-        for s, p in zip(src, prompts)
-    ]
-    last = torch.tensor([r.shape[0] - 1 for r in rows])
-    x = pad_sequence(rows, batch_first=True)
-    prefix, mask = _stack_prefixes(lm, prompts)
-    P = prompts[0].config.prompt_length
-    shared = None  # the clip's units sit at the same positions of every row: the first layer projects them once
-    if one_clip and all(p.config.prompt_length == P for p in prompts):
-        shared = slice(P, P + batch.lengths[0])
-    logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last, shared=shared))
-    class_logits: list[torch.Tensor | None] = [None] * len(rows)
-    groups: dict[int, list[int]] = {}
-    for b, p in enumerate(prompts):
-        groups.setdefault(id(p), []).append(b)
-    # learnable verbalizers read standardised streams: standardise each stream they read once for every row
-    reads = {s for p in prompts if p.verbalizer is not None for s in p.reads} if len(groups) > 1 else set()
-    ready = {s: standardised(logits[s]) for s in reads if s in logits}
-    for idx in groups.values():
-        sel = slice(idx[0], idx[0] + 1) if len(idx) == 1 else idx  # a slice is a view, a list copies
-        out = prompts[idx[0]].classify({k: v[sel] for k, v in logits.items()},
-                                       {k: v[sel] for k, v in ready.items()})
-        for j, b in enumerate(idx):
-            class_logits[b] = out[j]
-    return PromptedOutput(logits=logits, class_logits=class_logits)  # type: ignore[arg-type]
-
-
-def _stack_prefixes(lm: UnitLM, prompts: Sequence[TaskPrompt]):
-    """Deep prompts of all rows as ``(B, n_layer, 2, n_head, P, head_dim)`` plus a ``(B, P)`` validity mask."""
-    prefixes = [p.prefix() for p in prompts]
-    P = max((t.shape[-2] for t in prefixes if t is not None), default=0)
-    if P == 0:
-        return None, None
-    cfg = lm.config
-    first = next(t for t in prefixes if t is not None)
-    if all(t is not None and t.shape[-2] == P for t in prefixes) and len({id(p) for p in prompts}) == 1:
-        return first[None].expand(len(prompts), *first.shape), None
-    out, mask = [], torch.zeros(len(prompts), P, dtype=torch.bool)
-    for b, t in enumerate(prefixes):
-        if t is None:
-            t = first.new_zeros(cfg.n_layer, 2, cfg.n_head, 0, cfg.head_dim)
-        mask[b, : t.shape[-2]] = True
-        out.append(torch.nn.functional.pad(t, (0, 0, 0, P - t.shape[-2])))
-    return torch.stack(out), mask
 
 
 @dataclass
@@ -210,7 +108,8 @@ class Engine:
         return sorted(self.prompts)
 
     @torch.no_grad()
-    def encode(self, source: AudioInput, sample_rate: int | None = None, max_seconds: float = 30.0) -> tuple[Audio, Units]:
+    def encode(self, source: AudioInput, sample_rate: int | None = None,
+               max_seconds: float = 30.0) -> tuple[Audio, Units]:
         audio = prepare(source, sample_rate, max_seconds=max_seconds)
         return audio, self.backbone.encoder(audio.wav)
 
@@ -231,10 +130,10 @@ class Engine:
     def unprompted_distribution(self, units: Units) -> torch.Tensor:
         """The frozen LM's own next-unit distribution after the units and its end-of-utterance token."""
         lm = self.backbone.lm
-        ids = torch.cat([units.ids[: lm.config.block_size - 1], torch.tensor([lm.config.eos])])[None]
-        dur = torch.cat([units.duration_buckets()[: lm.config.block_size - 1], torch.zeros(1, dtype=torch.long)])[None]
-        pitch = torch.cat([units.pitch_buckets()[: lm.config.block_size - 1], torch.zeros(1, dtype=torch.long)])[None]
-        return torch.softmax(lm(ids, dur, pitch)["units"][0, -1], dim=-1)
+        batch = collate([units], lm.config.block_size - 1)  # the units, then the end-of-utterance token
+        eos, blank = torch.tensor([[lm.config.eos]]), torch.zeros(1, 1, dtype=torch.long)
+        out = lm(torch.cat([batch.ids, eos], 1), torch.cat([batch.dur, blank], 1), torch.cat([batch.pitch, blank], 1))
+        return torch.softmax(out["units"][0, -1], dim=-1)
 
     def analyze(self, source: AudioInput, tasks: Sequence[str], sample_rate: int | None = None) -> Analysis:
         """Decode, encode and classify with timings per stage."""

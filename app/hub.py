@@ -1,7 +1,7 @@
 """Task prompts on the Hugging Face Hub, shared the way NLP adapters are: ``pull`` and ``push``.
 
 A prompt repository holds ``prompt.safetensors`` + ``task.json`` at its top (and a README model card). ``pull``
-downloads only those two files, validates them with :func:`app.prompts.load_prompt` against the loaded backbone's
+downloads only those two files, validates them with :func:`app.prompt_files.load_prompt` against the loaded backbone's
 fingerprint in a staging folder, and only then moves them into ``prompts/<task>/``: a prompt for another backbone,
 a malformed one or a failed download installs nothing. ``push`` validates a prompt folder the same way and uploads
 it with a generated model card. Failures raise :class:`HubError` with a message for people (offline, no network,
@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .backbone import Backbone
-from .prompts import PromptError, TaskPrompt, load_prompt, read_task_json
+from .prompt_files import load_prompt, read_task_json
+from .prompting import PromptError, TaskPrompt
 
 PROMPT_FILES = ("prompt.safetensors", "task.json")
 REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")

@@ -5,7 +5,7 @@ prosody-aware in the manner of pGSLM: each unit token also carries a duration-bu
 embedding, and the model predicts the next unit, its duration bucket and its pitch bucket.
 
 Architecture options (all default to the above) let the same decoder hold an imported fairseq ``transformer_lm``
-such as GSLM's unit LM (recipes/import_gslm.py): sinusoidal positions with an offset, post-LN blocks, an
+such as GSLM's unit LM (recipes/build/import_gslm.py): sinusoidal positions with an offset, post-LN blocks, an
 embedding scale, ReLU, another MLP width, no final layer norm, and a separate output projection.
 
 Prompt entry points (SpeechPrompt v2): :meth:`UnitLM.run` takes ready-made input embeddings (so trainable input

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,9 +13,39 @@ import torch
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 torch.set_num_threads(1)
 
-from app.backbone import Backbone, tiny_backbone  # noqa: E402
+from app.backbone import Backbone  # noqa: E402
+from app.encoder.dense import build_dense  # noqa: E402
+from app.encoder.units import N_DURATION_BUCKETS, N_PITCH_BUCKETS  # noqa: E402
+from app.lm import UnitLMConfig  # noqa: E402
 
 SR = 16_000
+
+
+def tiny_config(n_units: int = 16, n_embd: int = 32, n_layer: int = 2, n_head: int = 2) -> dict[str, Any]:
+    """Config of a tiny backbone for tests and quick experiments."""
+    return {
+        "id": f"tiny-logmel{n_units}-lm{n_layer}x{n_embd}",
+        "sample_rate": 16_000,
+        "dense": {"kind": "logmel", "n_mels": 20, "context": 1},
+        "quantizer": {"n_units": n_units, "feature_norm": "none"},
+        "lm": UnitLMConfig(vocab_size=n_units + 1, n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=256,
+                           n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS).to_dict(),
+    }
+
+
+def tiny_backbone(seed: int = 0, n_units: int = 16, **lm_kwargs: int) -> Backbone:
+    """A tiny deterministic backbone built in well under a second: log-mel features, centroids taken from
+    frames of a fixed synthetic signal, a randomly initialised LM. For tests, not for accuracy."""
+    g = torch.Generator().manual_seed(seed)
+    config = tiny_config(n_units, **lm_kwargs)
+    dense = build_dense(config["dense"])
+    t = torch.arange(32_000) / 16_000
+    signal = torch.sin(2 * torch.pi * (200 + 1500 * t) * t) + 0.3 * torch.randn(t.shape, generator=g)
+    feats = dense(signal)
+    centroids = feats[torch.randperm(feats.shape[0], generator=g)[:n_units]].clone()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return Backbone.build(config, centroids)
 
 
 def tone_clip(kind: str, seed: int = 0, seconds: float = 0.8, sr: int = SR) -> np.ndarray:

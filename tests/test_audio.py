@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app.audio import AudioError, prepare
+from app.encoder.audio import AudioError, prepare
 
 from .conftest import tone_clip
 

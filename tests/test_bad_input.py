@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from app import audio
-from app.audio import AudioError, prepare
+from app.encoder import audio
+from app.encoder.audio import AudioError, prepare
 
 from .conftest import SR, tone_clip
 from .ui_engine import save_engine, ui_engine

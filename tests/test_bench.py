@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.bench import run_bench
+from app.perf.bench import run_bench
 
 from .ui_engine import save_engine
 
@@ -36,3 +36,16 @@ def test_peak_memory_is_the_apps(figures):
     assert f["peak_rss_mb"] >= f["app_rss_mb_idle"] > 50
     assert any("only the first 30 s" in n for n in f["ten_minute_upload_notices"])
     assert f["api_latency_ms_p50"] > 0
+
+
+def test_the_library_and_the_tools_do_not_import_gradio():
+    """Arrows point down: the benchmark, the engine and training run without the UI (and without Gradio)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, app.perf.bench, app.perf.loadtest, app.engine, app.training, app.cli; "
+            "print(sorted(m for m in sys.modules if m.startswith(('gradio', 'app.ui'))))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from playwright import sync_api
 
-from app.ui.common import examples
+from app.ui.widgets import examples
 
 from .conftest import KINDS, tone_clip
 from .ui_engine import served_ui, ui_engine, write_tone
@@ -22,7 +22,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 # Screenshots of the tiny test engine go to a temp folder, or where $SPEECHPROMPT_SCREENSHOTS says (the README's
-# screenshots of the shipped app come from recipes/screenshots.py).
+# screenshots of the shipped app come from recipes/build/screenshots.py).
 SCREENSHOTS = Path(os.environ.get("SPEECHPROMPT_SCREENSHOTS") or tempfile.mkdtemp(prefix="speechprompt-shots-"))
 TIMEOUT_MS = 60_000
 
@@ -166,7 +166,7 @@ def test_recordings_go_to_the_chosen_class_and_can_be_undone(url, playwright, tm
 
 def test_example_button_runs_in_one_click(url, playwright):
     if not examples():
-        pytest.skip("no bundled example clips (python recipes/examples.py makes them)")
+        pytest.skip("no bundled example clips (python -m recipes.build.examples makes them)")
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     try:
         page = browser.new_page(viewport={"width": 1280, "height": 900})

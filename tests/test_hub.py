@@ -18,8 +18,9 @@ from huggingface_hub import errors
 from app.backbone import Backbone
 from app.cli import main
 from app.engine import Engine
-from app.prompts import PromptConfig, TaskInfo, save_prompt
-from app.tuning import new_prompt
+from app.prompt_files import save_prompt
+from app.prompting import PromptConfig, TaskInfo
+from app.training import new_prompt
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""recipes/import_gslm.py and the LM architecture options it needs, offline, with tiny checkpoints in GSLM's formats:
+"""recipes/build/import_gslm.py and the LM architecture options it needs, offline, with tiny checkpoints in GSLM's formats:
 a fairseq transformer_lm state dict (fairseq's parameter names) + args, a dict.txt, a torchaudio HuBERT state dict
 and a joblib-pickled scikit-learn KMeans. The imported LM is checked against an independent fairseq decoder
 forward written here from the fairseq state dict with plain torch ops."""
@@ -21,15 +21,16 @@ import torch.nn.functional as F
 import torchaudio
 from sklearn.cluster import KMeans
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from app.backbone import DEFAULT_BACKBONE_DIR, Backbone, tiny_config  # noqa: E402
+from app.backbone import Backbone  # noqa: E402
 from app.lm import UnitLM, UnitLMConfig  # noqa: E402
-from app.prompts import PromptConfig, TaskInfo, load_prompt, save_prompt  # noqa: E402
-from app.tuning import TrainConfig, new_prompt, train_prompt  # noqa: E402
-from recipes.import_gslm import (GSLMImportError, convert_lm, hubert_dense, import_gslm,  # noqa: E402
+from app.prompt_files import load_prompt, save_prompt  # noqa: E402
+from app.prompting import PromptConfig, TaskInfo  # noqa: E402
+from app.settings import DEFAULT_BACKBONE_DIR  # noqa: E402
+from app.training import TrainConfig, new_prompt, train_prompt  # noqa: E402
+from recipes.build.import_gslm import (GSLMImportError, convert_lm, hubert_dense, import_gslm,  # noqa: E402
                                  load_centroids, main, read_fairseq_dict, unit_rows)
 
-from .conftest import KINDS, tone_clip  # noqa: E402
+from .conftest import KINDS, tiny_config, tone_clip  # noqa: E402
 
 N_UNITS = 12
 PAD = 1
@@ -400,7 +401,7 @@ class _Elsewhere:
 
 def test_pickled_inputs_cannot_run_code(gslm_files, tmp_path):
     """Checkpoints and km.bin go through restricted unpicklers: a payload naming os.system becomes an inert stub."""
-    from recipes.import_gslm import GSLMImportError, Stub, load_checkpoint
+    from recipes.build.import_gslm import GSLMImportError, Stub, load_checkpoint
 
     marker = tmp_path / "ran"
     torch.save({"model": gslm_files["lm_state"], "args": gslm_files["args"], "extra": _RunsCode(marker)},

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from app.loadtest import check_loopback, launched_server, run_loadtest
+from app.perf.loadtest import check_loopback, run_loadtest
+from app.perf.process import launched_server
 
 from .ui_engine import add_malformed_prompts, save_engine, served_ui, write_tone
 

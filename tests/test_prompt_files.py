@@ -7,7 +7,8 @@ import pickle
 import pytest
 
 from app.engine import Engine
-from app.prompts import PromptError, load_prompt
+from app.prompt_files import load_prompt
+from app.prompting import PromptError
 
 from .ui_engine import add_malformed_prompts, save_engine, ui_engine
 

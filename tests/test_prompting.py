@@ -1,12 +1,17 @@
 """SpeechPrompt v2 mechanics: frozen LM, many tasks in one batch, prompt files, learning a small task."""
 import json
+from typing import Sequence
 
 import pytest
 import torch
+import torch.nn as nn
 
-from app.engine import Engine, prompted_forward
-from app.prompts import PromptConfig, PromptError, TaskInfo, load_prompt, save_prompt
-from app.tuning import TrainConfig, finetune, linear_probe, new_prompt, train_prompt
+from app.encoder.units import Units
+from app.engine import Engine
+from app.lm import UnitLM
+from app.prompt_files import load_prompt, save_prompt
+from app.prompting import PromptConfig, PromptError, TaskInfo, collate, prompted_forward
+from app.training import Progress, TrainConfig, TrainResult, finetune, fit, new_prompt, train_prompt
 
 from .conftest import KINDS, tone_clip
 
@@ -189,6 +194,37 @@ def test_engine_skips_malformed_prompts(tmp_path, backbone):
     engine = Engine(backbone)
     engine.load_prompts(tmp_path)
     assert engine.tasks == ["good"] and "broken" in engine.skipped
+
+
+# A baseline the tests keep: a linear probe on the frozen LM's mean-pooled hidden states (no prompt).
+class LinearProbe(nn.Module):
+    """Linear classifier on the frozen LM's mean-pooled final hidden states (no prompt)."""
+
+    def __init__(self, lm: UnitLM, n_classes: int) -> None:
+        super().__init__()
+        self.lm = lm
+        self.head = nn.Linear(lm.config.n_embd, n_classes)
+
+    def forward(self, units: Sequence[Units]) -> torch.Tensor:
+        batch = collate(units, self.lm.config.block_size)
+        with torch.no_grad():
+            h = self.lm.run(self.lm.embed(batch.ids, batch.dur, batch.pitch))
+        mask = (torch.arange(h.shape[1])[None, :] < torch.tensor(batch.lengths)[:, None]).float()
+        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        return self.head(pooled)
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.head.parameters())
+
+
+def linear_probe(lm: UnitLM, n_classes: int, train, val=None, cfg: TrainConfig | None = None,
+                 progress: Progress | None = None) -> tuple[LinearProbe, TrainResult]:
+    cfg = cfg or TrainConfig()
+    lm.eval()
+    lm.requires_grad_(False)
+    probe = LinearProbe(lm, n_classes)
+    groups = [{"params": list(probe.head.parameters()), "lr": cfg.lr}]
+    return probe, fit(probe, probe, groups, train, val, n_classes, cfg, progress)
 
 
 def test_baselines_finetune_and_probe_do_not_touch_backbone(backbone):

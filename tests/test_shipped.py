@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from app.backbone import DEFAULT_BACKBONE_DIR, Backbone
-from app.engine import DEFAULT_PROMPTS_DIR, Engine
+from app.backbone import Backbone
+from app.engine import Engine
+from app.settings import DEFAULT_BACKBONE_DIR, DEFAULT_PROMPTS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,17 +1,15 @@
-"""recipes/ssl_encoder.py: span masking, masked-only loss, training step, safetensors round trip (offline, tiny model)."""
+"""recipes/experiments/ssl_encoder.py: span masking, masked-only loss, training step, safetensors round trip (offline, tiny model)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from recipes.ssl_encoder import (SSLConfig, SSLEncoder, cmd_targets, cmd_train, load_checkpoint,  # noqa: E402
+from recipes.experiments.ssl_encoder import (SSLConfig, SSLEncoder, cmd_targets, cmd_train, load_checkpoint,  # noqa: E402
                                  make_opt, save_checkpoint, span_mask)
 
 

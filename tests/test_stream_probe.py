@@ -1,11 +1,11 @@
-"""recipes/stream_probe.py: order-free stream statistics and the probe that reads them."""
+"""recipes/experiments/stream_probe.py: order-free stream statistics and the probe that reads them."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from app.units import Units
-from recipes.stream_probe import clip_features, probe
+from app.encoder.units import Units
+from recipes.experiments.stream_probe import clip_features, probe
 
 
 def _clip(rng, f0: float) -> Units:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from recipes import corpus, splits, synth
+from recipes.build import corpus
+from recipes.common import splits, synth
 
 SR = synth.SAMPLE_RATE
 needs_espeak = pytest.mark.skipif(shutil.which(synth.ESPEAK) is None, reason="espeak-ng not installed")

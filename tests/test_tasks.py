@@ -1,4 +1,4 @@
-"""The task data sets of recipes/tasks.py: definitions and held-out splits, without generating the big sets.
+"""The task data sets of recipes/common/tasks.py: definitions and held-out splits, without generating the big sets.
 
 Offline. Tasks whose shared data folder is missing are skipped; the one synthesis test needs espeak-ng.
 """
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from recipes import tasks as T
+from recipes.common import tasks as T
+from recipes.common.splits import FEMALE_VARIANTS, VOICE_SPLITS
 
 IDS = ("digits", "commands", "ar_commands", "lt_commands", "language", "emotion", "gender", "speaker", "fake",
        "accent", "intent", "question")
@@ -54,10 +55,10 @@ def test_labels_are_the_folder_names(tid, folder):
 
 
 def test_variant_partition():
-    parts = [set(T.VARIANTS[s]) for s in T.SPLITS]
+    parts = [set(VOICE_SPLITS[s]) for s in T.SPLITS]
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     for s in ("val", "test"):  # both genders among the held-out voices
-        assert set(T.VARIANTS[s]) & T.FEMALE_VARIANTS and set(T.VARIANTS[s]) - T.FEMALE_VARIANTS
+        assert set(VOICE_SPLITS[s]) & FEMALE_VARIANTS and set(VOICE_SPLITS[s]) - FEMALE_VARIANTS
 
     def family(v):
         return "default" if v is None else v if re.fullmatch(r"[mf]\d", v) else re.sub(r"\d+$", "", v)
@@ -82,7 +83,7 @@ def test_train_and_test_speakers_are_disjoint(tid, monkeypatch):
         for c in part:
             assert c.source in ("real", "synth") and (c.path or c.recipe)
             if c.source == "synth":  # synthetic voices come from the split's own variants
-                assert c.recipe.variant in T.VARIANTS[split]
+                assert c.recipe.variant in VOICE_SPLITS[split]
 
 
 def test_digits_test_is_the_held_out_real_speaker():

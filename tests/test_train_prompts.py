@@ -1,9 +1,10 @@
-"""recipes/train_prompts.py: which trained prompt is shipped, and how the report reads the results."""
+"""recipes/build/train_prompts.py: which trained prompt is shipped, and how the report reads the results."""
 from __future__ import annotations
 
 import json
 
-from recipes.train_prompts import select_and_ship, shipped
+from recipes.build.train_prompts import select_and_ship
+from recipes.common.results import shipped
 
 
 def _candidate(root, variant, task, marker):
@@ -42,7 +43,7 @@ def test_rows_of_another_backbone_or_without_files_are_not_shipped(tmp_path):
 
 
 def test_targets_table_says_met_only_when_the_shipped_prompt_reaches_the_target():
-    from recipes.train_prompts import target_lines
+    from recipes.build.train_prompts import target_lines
 
     def task(acc, ft, split="test"):
         v2 = {"val_accuracy": 0.9, split: {"accuracy": acc}, "test": {"accuracy": acc}, "trainable_params": 5}

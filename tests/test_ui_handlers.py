@@ -13,12 +13,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from app.engine import DEFAULT_PROMPTS_DIR, Engine
-from app.prompts import load_prompt, verbalizer_input
+from app.engine import Engine
+from app.prompt_files import load_prompt, prompt_file_bytes as prompt_bytes
+from app.prompting import verbalizer_input
+from app.settings import DEFAULT_PROMPTS_DIR, EXAMPLES_DIR
 from app.ui import all_view, api, build_ui, how_view, plots, train_data, train_run, try_view
-from app.ui.common import (EXAMPLES_DIR, Example, Session, cleanup_session, examples, prompt_bytes,
-                           session_engine, task_choices)
 from app.ui.server import launch_kwargs, parse_args
+from app.ui.session import Session, cleanup_session, session_engine, task_choices
+from app.ui.widgets import Example, examples
 
 from .conftest import KINDS
 from .ui_engine import TASKS, ui_engine, write_tone
@@ -171,7 +173,7 @@ def test_run_all_matches_single_tasks_and_tells_storage(engine, clip, tmp_path):
         assert row[1] == pred.label and row[2] == f"{pred.confidence:.0%}"
     assert f"{len(engine.tasks)} tasks in one batched pass" in out.timing
     # Storage figures come from real sizes: the serialised prompt equals the file save_prompt writes.
-    from app.prompts import load_prompt, save_prompt
+    from app.prompt_files import load_prompt, save_prompt
 
     for t in engine.tasks:
         save_prompt(engine.prompts[t], tmp_path / t, engine.backbone.id, engine.backbone.fingerprint)
@@ -400,7 +402,7 @@ def test_api_functions(engine, clip, bad_file):
 
 
 def test_views_decode_other_formats_through_app_audio(tmp_path, clip, bad_file, engine):
-    """The UI hands paths to the engine; app.audio converts what libsndfile cannot read (WebM here) with ffmpeg."""
+    """The UI hands paths to the engine; app.encoder.audio converts what libsndfile cannot read (WebM here) with ffmpeg."""
     with pytest.raises(gr.Error, match="Could not read notes.wav as audio: it is a text file"):
         api.classify(engine, bad_file, "tones")
     with pytest.raises(gr.Error, match="not found"):
@@ -471,8 +473,11 @@ def test_closing_a_training_run_stops_its_thread(engine, monkeypatch):
     import threading
     import time
 
-    real = train_run.TrainConfig
-    monkeypatch.setattr(train_run, "TrainConfig", lambda **kw: real(**{**kw, "epochs": 100_000}))
+    from dataclasses import replace
+
+    from app import training
+
+    monkeypatch.setattr(training, "FEW_SHOT", replace(training.FEW_SHOT, epochs=100_000))
 
     s = Session()
     train_data.set_classes(s, "low, high")

@@ -1,8 +1,8 @@
 """SpeechEncoder: one call gives collapsed units, durations and pitch, deterministically."""
 import torch
 
-from app.pitch import frame_pitch
-from app.units import collapse
+from app.encoder.pitch import frame_pitch
+from app.encoder.units import collapse
 
 from .conftest import tone_clip
 

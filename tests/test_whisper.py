@@ -1,4 +1,4 @@
-"""Offline tests for app/whisper.py and recipes/import_whisper.py.
+"""Offline tests for app/whisper.py and recipes/build/import_whisper.py.
 
 Tiny random encoders only: no wheel, no network, a few seconds on one core.
 """
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import struct
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "recipes"))
 
-from app.whisper import WhisperEncoder, WhisperEncoderConfig, mel_filters, sinusoids  # noqa: E402
+from app.encoder.whisper import WhisperEncoder, WhisperEncoderConfig, mel_filters, sinusoids  # noqa: E402
 
 torch.set_num_threads(1)
 SR = 16000
@@ -196,7 +192,7 @@ def write_ct2(path: Path, variables: dict[str, np.ndarray], aliases: dict[str, s
 
 
 def test_import_parses_ct2_binary(model: WhisperEncoder, tmp_path: Path) -> None:
-    import import_whisper
+    from recipes.build import import_whisper
 
     sd, rng = model.state_dict(), np.random.default_rng(0)
     f16 = lambda t: t.numpy().astype(np.float16)

@@ -11,12 +11,11 @@ from pathlib import Path
 import soundfile as sf
 import torch
 
-from app.backbone import tiny_backbone
 from app.engine import Engine
-from app.prompts import PromptConfig, TaskInfo
-from app.tuning import TrainConfig, new_prompt, train_prompt
+from app.prompting import PromptConfig, TaskInfo
+from app.training import TrainConfig, new_prompt, train_prompt
 
-from .conftest import KINDS, SR, tone_clip
+from .conftest import KINDS, SR, tiny_backbone, tone_clip
 
 TASKS = {"tones": "learnable", "tones-freq": "freq"}
 
@@ -49,7 +48,7 @@ def free_port() -> int:
 
 def save_engine(root: Path, engine: Engine | None = None) -> tuple[Path, Path]:
     """The engine's backbone and prompts as folders (``root/backbone``, ``root/prompts``), for the CLI and app.py."""
-    from app.prompts import save_prompt
+    from app.prompt_files import save_prompt
 
     engine = engine or ui_engine()
     bb = engine.backbone

@@ -11,7 +11,8 @@ import gradio as gr
 
 from ..engine import Engine
 from . import all_view, api, how_view, train_view, try_view
-from .common import EXAMPLES_DIR, INFERENCE_CONCURRENCY, Session, cleanup_session, session_engine, task_choices
+from ..settings import EXAMPLES_DIR, INFERENCE_CONCURRENCY
+from .session import Session, cleanup_session, session_engine, task_choices
 from .style import CSS, THEME, header_html
 
 MAX_UPLOAD = "20mb"  # per file; a 10-minute 16 kHz WAV still fits, and is capped to 30 s when decoded
@@ -45,7 +46,7 @@ def build_ui(engine: Engine) -> gr.Blocks:
         trained["trained"].success(after_training, [state],
                                    [tried["task"], tried["card"], every["storage"], every["storage_fig"]],
                                    api_visibility="private")
-    # Model events share the "inference" pool (common.INFERENCE); training runs one at a time ("train").
+    # Model events share the "inference" pool (widgets.INFERENCE); training runs one at a time ("train").
     demo.queue(default_concurrency_limit=INFERENCE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 

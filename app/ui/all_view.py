@@ -9,8 +9,10 @@ import plotly.graph_objects as go
 
 from ..engine import Engine
 from . import plots
-from .common import (INFERENCE, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
-                     session_engine, user_errors)
+from ..prompt_files import prompt_file_bytes
+from .feedback import fail, require_audio, user_errors
+from .session import Session, session_engine
+from .widgets import INFERENCE, example_buttons
 
 HEADERS = ["Task", "Answer", "Confidence", "Runner-up"]
 
@@ -30,9 +32,9 @@ def storage_story(engine: Engine) -> tuple[str, go.Figure]:
     """N prompts x KB against N fine-tuned LM copies x MB, from real file sizes and parameter counts."""
     tasks = engine.tasks
     n = len(tasks)
-    sizes = [prompt_bytes(engine.prompts[t]) for t in tasks]
+    sizes = [prompt_file_bytes(engine.prompts[t]) for t in tasks]
     params = [engine.prompts[t].num_trainable() for t in tasks]
-    lm_b, lm_p = lm_bytes(engine), engine.backbone.lm.num_params()
+    lm_b, lm_p = engine.backbone.lm_bytes(), engine.backbone.lm.num_params()
     total = sum(sizes)
     text = (f"**Storage.** {n} task prompts take **{plots.human_bytes(total)}** in all "
             f"({plots.human_bytes(total / max(n, 1))} and {sum(params) // max(n, 1):,} parameters each on average), "

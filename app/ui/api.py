@@ -12,7 +12,8 @@ from typing import Any
 import gradio as gr
 
 from ..engine import Engine
-from .common import INFERENCE, fail, user_errors
+from .feedback import fail, user_errors
+from .widgets import INFERENCE
 
 
 def _audio(path: Any) -> str:

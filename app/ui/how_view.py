@@ -8,7 +8,7 @@ import gradio as gr
 
 from ..engine import Engine
 from . import plots
-from .common import lm_bytes, prompt_bytes
+from ..prompt_files import prompt_file_bytes
 
 
 def _box(title: str, body: str, kind: str = "") -> str:
@@ -62,7 +62,7 @@ def how_markdown(engine: Engine) -> str:
         "### The numbers for this backbone",
         f"- Backbone `{html.escape(str(d['id']))}` (fingerprint `{d['fingerprint']}`): "
         f"{d['encoder_params']:,} encoder parameters and a unit LM of **{d['lm_params']:,}** parameters "
-        f"({plots.human_bytes(lm_bytes(engine))}), context of {d['block_size']} positions.\n"
+        f"({plots.human_bytes(engine.backbone.lm_bytes())}), context of {d['block_size']} positions.\n"
         f"- Units: {d['n_units']} discrete units + 1 end token = vocabulary of {V}; "
         f"{d['prosody_streams']['duration_buckets']} duration buckets and {d['prosody_streams']['pitch_buckets']} "
         "pitch buckets ride along with every unit (prosody streams).\n"
@@ -79,7 +79,7 @@ def how_markdown(engine: Engine) -> str:
             acc = p.info.metrics.get("test_accuracy")
             measured = f"{acc:.1%}" if isinstance(acc, (int, float)) else "not measured"
             rows.append(f"| {html.escape(p.info.title)} | {len(p.labels)} | {measured} ({1 / len(p.labels):.0%}) | "
-                        f"{p.config.verbalizer} | {n:,} | {plots.human_bytes(prompt_bytes(p))} | "
+                        f"{p.config.verbalizer} | {n:,} | {plots.human_bytes(prompt_file_bytes(p))} | "
                         f"{n / max(d['lm_params'], 1):.2%} |")
         lines += ["### The loaded task prompts", "\n".join(rows)]
     lines += [

@@ -9,12 +9,11 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-from ..audio import Audio
-from ..prompts import TaskPrompt, verbalizer_input
-from ..units import DURATION_EDGES, PITCH_EDGES_HZ, Units
+from ..encoder.audio import Audio
+from ..prompting import TaskPrompt, verbalizer_input
+from ..encoder.units import DURATION_EDGES, PITCH_EDGES_HZ, Units
 
 ACCENT = "#4f46e5"
-ACCENT_SOFT = "#a5b4fc"
 MUTED = "#cbd5e1"
 POSITIVE, NEGATIVE = "#059669", "#dc2626"
 FONT = "IBM Plex Sans, system-ui, -apple-system, Segoe UI, sans-serif"

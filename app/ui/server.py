@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..backbone import BackboneError
     from ..engine import Engine
     from . import build_ui
-    from .common import serving_threads
+    from ..settings import serving_threads
 
     torch.set_num_threads(serving_threads())  # the cores shared out between the concurrent workers
     try:

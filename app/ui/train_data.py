@@ -1,7 +1,7 @@
 """The visitor's labelled examples for "Train a prompt": classes, recordings and uploads encoded to units, limits.
 
 Clips are encoded as soon as they arrive and only their units are kept (in the visitor's
-:class:`~app.ui.common.Session`); the uploaded files are then removed from Gradio's upload folder.
+:class:`~app.ui.session.Session`); the uploaded files are then removed from Gradio's upload folder.
 """
 from __future__ import annotations
 
@@ -11,17 +11,16 @@ from typing import Sequence
 
 from gradio.utils import get_upload_folder
 
-from ..audio import AudioError
+from ..encoder.audio import AudioError
 from ..data import list_labelled
 from ..engine import Engine
-from .common import EXAMPLES_DIR, Session, fail, user_errors
+from ..settings import TRAIN_SET_DIR
+from ..training import MAX_CLASSES, MAX_CLIP_SECONDS, MAX_PER_CLASS, MIN_CLASSES, MIN_PER_CLASS
+from .feedback import fail, user_errors
+from .session import Session
 
-MIN_CLASSES, MAX_CLASSES = 2, 10
-MIN_PER_CLASS, MAX_PER_CLASS = 3, 30
 MAX_FILES_PER_ADD = 30
-MAX_CLIP_SECONDS = 10.0
 MAX_LABEL_CHARS = 40
-TRAIN_SET_DIR = EXAMPLES_DIR / "train_set"
 _UNSAFE = re.compile(r"[|`<>\\\x00-\x1f]")
 
 

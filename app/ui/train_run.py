@@ -5,27 +5,37 @@ whose visitor leaves stops at its next epoch. The trained prompt goes to the vis
 """
 from __future__ import annotations
 
+import functools
 import logging
 import queue
+import re
 import threading
 import zipfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import plotly.graph_objects as go
 
 from ..engine import Engine
-from ..prompts import PromptConfig, TaskInfo, save_prompt
-from ..tuning import TrainConfig, new_prompt, stratified_split, train_prompt
+from ..errors import USER_ERRORS
+from ..prompt_files import prompt_file_bytes, save_prompt
+from ..prompting import PromptConfig
+from ..training import FEW_SHOT_SECONDS, MIN_PER_CLASS, few_shot
 from . import plots
-from .common import USER_ERRORS, Session, fail, prompt_bytes, require_audio, slug, user_errors
-from .train_data import MIN_PER_CLASS, examples_status, ready
+from .feedback import fail, require_audio, user_errors
+from .session import Session
+from .train_data import examples_status, ready
 
 MAX_OWN_PROMPTS = 5
-TRAIN_SECONDS = 60.0
 log = logging.getLogger(__name__)
 _ACTIVE: set[str] = set()
 _ACTIVE_LOCK = threading.Lock()
+
+
+def slug(text: str) -> str:
+    """A task id from a visitor's title: lower-case letters, digits and '-' only."""
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40]
+    return s or "my-task"
 
 
 def new_task_id(engine: Engine, session: Session, title: str) -> str:
@@ -80,7 +90,7 @@ def _run_in_thread(fn: Callable[[Callable[[dict], None], Callable[[], bool]], An
 
 def train(engine: Engine, session: Session, title: str | None, prompt_length: int, verbalizer: str, deep: bool,
           visitor: str = "local", progress: Callable[..., Any] | None = None,
-          max_seconds: float = TRAIN_SECONDS) -> Iterator[TrainUpdate]:
+          max_seconds: float = FEW_SHOT_SECONDS) -> Iterator[TrainUpdate]:
     """Train a prompt on the visitor's examples (only the prompt learns) and yield an update per epoch."""
     if not ready(session):
         raise fail(f"Every class needs at least {MIN_PER_CLASS} examples before training.\n\n"
@@ -104,37 +114,22 @@ def train(engine: Engine, session: Session, title: str | None, prompt_length: in
 def _train(engine: Engine, session: Session, title: str, prompt_length: int, verbalizer: str, deep: bool,
            progress: Callable[..., Any] | None, max_seconds: float) -> Iterator[TrainUpdate]:
     task = new_task_id(engine, session, title)
-    labels = list(session.classes)
-    data = [(u, y) for y, c in enumerate(labels) for u in session.examples[c]]
-    ys = [y for _, y in data]
-    use_val = min(ys.count(y) for y in range(len(labels))) >= 5
-    tr_idx, va_idx = stratified_split(ys, 0.2, seed=0) if use_val else (list(range(len(data))), [])
-    train_set, val_set = [data[i] for i in tr_idx], [data[i] for i in va_idx]
     try:
         config = PromptConfig(prompt_length=prompt_length, deep=deep, verbalizer=verbalizer)
     except ValueError as exc:
         raise fail(str(exc)) from None
-    info = TaskInfo(id=task, labels=labels, title=title,
-                    description=f"Trained in the browser on {len(data)} clips ({', '.join(labels)}).",
-                    training_data=f"{len(train_set)} training / {len(val_set)} held-out clips given by a visitor")
     lm = engine.backbone.lm
-    prompt = new_prompt(lm, info, config, [u for u, _ in train_set], seed=0)  # seeded: same examples, same run
-    # No early stopping on the few held-out clips (one or two per class are too noisy to judge by): a live run
-    # stops when every training clip is right, or when the time budget ends (then the best epoch is kept).
-    cfg = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=max_seconds, seed=0,
-                      patience=80)
+    shot = few_shot(lm, task, title, {c: session.examples[c] for c in session.classes}, config, max_seconds)
+    prompt = shot.prompt
     history: list[dict] = []
-    intro = (f"Training **{title}**: {len(train_set)} clips"
-             + (f" (+ {len(val_set)} held out)" if val_set else "") + f", {prompt.num_trainable():,} trainable "
+    intro = (f"Training **{title}**: {len(shot.train)} clips"
+             + (f" (+ {len(shot.val)} held out)" if shot.val else "") + f", {prompt.num_trainable():,} trainable "
              f"parameters; the LM's {lm.num_params():,} stay frozen.")
     if progress is not None:
         progress(0.0, desc="Starting")
     yield TrainUpdate(intro, plots.training_figure(history), list(history))
     result = None
-    def run(progress_cb: Callable[[dict], None], should_stop: Callable[[], bool]):
-        return train_prompt(lm, prompt, train_set, val_set or None, replace(cfg, should_stop=should_stop), progress_cb)
-
-    for item in _run_in_thread(run):
+    for item in _run_in_thread(functools.partial(shot.run, lm)):
         if isinstance(item, tuple):
             kind, value = item
             if kind == "error":
@@ -144,15 +139,11 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
             break
         history.append(item)
         if progress is not None:
-            progress(min(item["epoch"] / cfg.epochs, 1.0), desc=f"epoch {item['epoch']}")
+            progress(min(item["epoch"] / shot.config.epochs, 1.0), desc=f"epoch {item['epoch']}")
         status = f"{intro}\n\nEpoch {item['epoch']}: loss {item['loss']:.3f}, training accuracy {item['train_acc']:.0%}"
         if item.get("val_acc") is not None:
             status += f", held-out {item['val_acc']:.0%}"
         yield TrainUpdate(status, plots.training_figure(history), list(history))
-    prompt.eval()
-    prompt.requires_grad_(False)
-    info.metrics = {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
-                    "epochs_run": len(result.history), "train_seconds": round(result.seconds, 1)}
     session.prompts[task] = prompt
     session.last_task = task
     zip_path = export_zip(engine, session, task)
@@ -163,7 +154,7 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
     done = (f"✓ Trained **{title}** (`{task}`) in {len(result.history)} epochs, {result.seconds:.1f} s "
             f"(stopped: {why}). Training accuracy {result.train_acc:.0%}{held}.\n\n"
             f"Only the prompt learned: {prompt.num_trainable():,} parameters "
-            f"({plots.human_bytes(prompt_bytes(prompt))}); the frozen LM's {lm.num_params():,} did not change. "
+            f"({plots.human_bytes(prompt_file_bytes(prompt))}); the frozen LM's {lm.num_params():,} did not change. "
             "Test it below, download it, or use it in **Try a task** and **All tasks** (only you can see it).")
     yield TrainUpdate(done, plots.training_figure(history), list(history), done=True, task=task, zip_path=zip_path)
 

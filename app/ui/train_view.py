@@ -10,10 +10,13 @@ from typing import Any, Iterator
 import gradio as gr
 
 from ..engine import Engine
-from .common import INFERENCE, Session
-from .train_data import (MAX_FILES_PER_ADD, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS, TRAIN_SET_DIR, add_examples,
-                         clear_examples, examples_status, load_bundled, remove_last, set_classes)
-from .train_run import TRAIN_SECONDS, test_clip, train
+from ..settings import TRAIN_SET_DIR
+from ..training import FEW_SHOT_SECONDS, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS
+from .session import Session
+from .train_data import (MAX_FILES_PER_ADD, add_examples, clear_examples, examples_status, load_bundled, remove_last,
+                         set_classes)
+from .train_run import test_clip, train
+from .widgets import INFERENCE
 
 
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
@@ -21,7 +24,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     gr.Markdown(
         f"Teach the frozen speech LM a new task by training **only a prompt**. Name {MIN_CLASSES}–{MAX_CLASSES} "
         f"classes, give each at least {MIN_PER_CLASS} examples (record, upload, or load the bundled set), then train. "
-        f"Training stops when every example is right or after {TRAIN_SECONDS:.0f} s. Your examples and prompts "
+        f"Training stops when every example is right or after {FEW_SHOT_SECONDS:.0f} s. Your examples and prompts "
         "are private to this browser tab.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):

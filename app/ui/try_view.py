@@ -11,8 +11,10 @@ import plotly.graph_objects as go
 
 from ..engine import Engine
 from . import plots
-from .common import (INFERENCE, Example, Session, fail, example_buttons, lm_bytes, prompt_bytes, require_audio,
-                     session_engine, task_choices, user_errors)
+from ..prompt_files import prompt_file_bytes
+from .feedback import fail, require_audio, user_errors
+from .session import Session, session_engine, task_choices
+from .widgets import INFERENCE, Example, example_buttons
 
 PLACEHOLDER = ('<div class="headline headline-empty">Pick a task, then record (the clip is classified when you '
                'stop), upload a clip and press <b>Classify</b>, or click an example.</div>')
@@ -63,8 +65,8 @@ def facts_markdown(engine: Engine, task: str, timings: dict[str, float], extra_m
     lines = [
         f"**Latency:** decode {t['decode']:.0f} ms · units {t['encode']:.0f} ms · prompted LM {t['lm']:.0f} ms · "
         f"**total {t['total']:.0f} ms** (the no-prompt comparison below took {extra_ms:.0f} ms more)",
-        f"**This prompt:** {n_p:,} trainable parameters ({plots.human_bytes(prompt_bytes(p))}) · "
-        f"**frozen LM:** {n_lm:,} parameters ({plots.human_bytes(lm_bytes(engine))}) — the prompt is "
+        f"**This prompt:** {n_p:,} trainable parameters ({plots.human_bytes(prompt_file_bytes(p))}) · "
+        f"**frozen LM:** {n_lm:,} parameters ({plots.human_bytes(engine.backbone.lm_bytes())}) — the prompt is "
         f"{n_p / max(n_lm, 1):.2%} of the LM.",
     ]
     lines += [f"**Note:** {html.escape(n)}" for n in notices]

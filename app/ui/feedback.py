@@ -1,0 +1,42 @@
+"""What a visitor sees when something goes wrong: a clear message for problems they can fix, never a traceback."""
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, TypeVar
+
+import gradio as gr
+
+from ..errors import USER_ERRORS
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> gr.Error:
+    """An error for the visitor: shown as a message, not logged as a traceback (the server is fine)."""
+    return gr.Error(message, print_exception=False)
+
+
+def user_errors(fn: F) -> F:
+    """Turn problems a visitor can fix into a ``gr.Error`` with a clear message; never show a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except USER_ERRORS as exc:
+            raise fail(str(exc)) from None
+        except Exception as exc:  # unexpected: log it for us, a short message for them
+            log.exception("unexpected error in %s", fn.__name__)
+            raise fail(f"Something went wrong ({type(exc).__name__}). Please try another clip.") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def require_audio(path: str | None) -> str:
+    if not path:
+        raise fail("Record or upload a clip first, or click one of the example clips.")
+    return path

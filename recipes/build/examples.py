@@ -1,0 +1,86 @@
+"""Regenerate the UI's bundled example clips with espeak-ng (offline, deterministic).
+
+    python -m recipes.build.examples            # writes assets/examples/*.wav, examples.json and train_set/
+
+- ``assets/examples/*.wav``: a few short clips one click away in the app (English digits, sentences in German,
+  French and Spanish), listed with captions in ``assets/examples/examples.json``.
+- ``assets/examples/train_set/{yes,no,stop}/*.wav``: a tiny labelled set (several voices per word) that the
+  "Train a prompt" view can load, so a class can train a prompt without recording anything.
+
+Every clip is 16 kHz mono 16-bit PCM, well under 100 KB. Needs the Debian package ``espeak-ng``.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from app.settings import ROOT
+
+OUT = ROOT / "assets" / "examples"
+SR = 16_000
+MAX_BYTES = 100_000
+
+# (file stem, text, espeak voice, words per minute, caption, the task the clip shows off: the Try view switches to it)
+CLIPS = [
+    ("seven_en", "seven", "en-us", 150, "“seven” (English)", "digits"),
+    ("three_en", "three", "en-gb+f3", 150, "“three” (English)", "digits"),
+    ("yes_en", "yes", "en-us+m3", 150, "“yes” (English)", "commands"),
+    ("sentence_de", "Guten Morgen, wie geht es dir?", "de", 165, "German sentence", "language"),
+    ("sentence_fr", "Bonjour, je voudrais un café.", "fr", 165, "French sentence", "language"),
+    ("sentence_es", "Hola, ¿dónde está la estación?", "es", 165, "Spanish sentence", "language"),
+]
+TRAIN_WORDS = ("yes", "no", "stop")
+TRAIN_VOICES = [("en-us", 150), ("en-gb+f3", 140), ("en-us+m7", 170), ("en+f4", 155), ("en-gb-x-rp+m3", 130)]
+
+
+def speak(text: str, voice: str, wpm: int, pitch: int = 50) -> np.ndarray:
+    """espeak-ng -> 16 kHz mono float32 with 80 ms of silence either side."""
+    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "-p", str(pitch), "--stdout", text],
+                         check=True, capture_output=True, timeout=60).stdout
+    data, rate = sf.read(io.BytesIO(out), dtype="float32", always_2d=True)
+    wav = torch.from_numpy(data.mean(axis=1))
+    if rate != SR:
+        wav = AF.resample(wav, rate, SR)
+    pad = np.zeros(int(0.08 * SR), dtype=np.float32)
+    return np.concatenate([pad, wav.numpy(), pad])
+
+
+def write(path: Path, wav: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, 0.9 * wav / max(float(np.abs(wav).max()), 1e-6), SR, subtype="PCM_16")
+    size = path.stat().st_size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{path} is {size} bytes; keep example clips under {MAX_BYTES}.")
+
+
+def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng is not installed (apt-get install -y espeak-ng).")
+    listing = []
+    for stem, text, voice, wpm, caption, task in CLIPS:
+        write(OUT / f"{stem}.wav", speak(text, voice, wpm))
+        listing.append({"file": f"{stem}.wav", "text": text, "voice": voice, "caption": caption, "task": task})
+    (OUT / "examples.json").write_text(json.dumps(listing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    train = OUT / "train_set"
+    if train.exists():
+        shutil.rmtree(train)
+    for word in TRAIN_WORDS:
+        for i, (voice, wpm) in enumerate(TRAIN_VOICES):
+            write(train / word / f"{word}_{i}.wav", speak(word, voice, wpm, pitch=40 + 5 * i))
+    total = sum(p.stat().st_size for p in OUT.rglob("*.wav"))
+    print(f"wrote {len(CLIPS)} examples and {len(TRAIN_WORDS) * len(TRAIN_VOICES)} training clips "
+          f"({total / 1024:.0f} KB) to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

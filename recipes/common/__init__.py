@@ -1,0 +1,1 @@
+"""Helpers the recipes share: paths, speech synthesis, speaker splits, the task definitions, cached task units."""

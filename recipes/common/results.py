@@ -1,0 +1,100 @@
+"""What train_prompts writes and other recipes read: the method variants, units of task splits cached per encoder
+fingerprint, and the per-task results in docs/results/."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from app.backbone import Backbone
+from app.encoder.audio import prepare
+from app.encoder.units import Units
+
+from .paths import DOCS
+from .tasks import TASKS
+
+#: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
+VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
+RESULTS_DIR = DOCS / "results"
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: int = 0,
+                 seed: int = 0) -> tuple[list[Units], list[int], dict]:
+    """Units and label indices of a task split, at most ``cap`` clips (stratified; 0 = all), cached under the
+    encoder's fingerprint so that variants, reruns and a retrained LM reuse them."""
+    examples = split_examples(task, split, cap, seed)
+    path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}.safetensors"
+    labels = [task.labels.index(e.label) for e in examples]
+    if path.exists():
+        t = load_file(str(path))
+        off = t["offsets"].tolist()
+        units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float())
+                 for a, b in zip(off[:-1], off[1:])]
+        if t["labels"].tolist() == labels:
+            return units, labels, json.loads(path.with_suffix(".json").read_text())
+    t0 = time.time()
+    units, seconds = [], 0.0
+    for i, e in enumerate(examples):
+        audio = prepare(e.audio)
+        seconds += audio.seconds
+        with torch.no_grad():
+            units.append(encoder(audio.wav))
+        if i and i % 500 == 0:
+            log(f"    {task.id}/{split}: encoded {i}/{len(examples)}")
+    off = np.cumsum([0] + [len(u) for u in units])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"ids": torch.cat([u.ids for u in units]).to(torch.int16),
+               "dur": torch.cat([u.durations for u in units]).to(torch.int16),
+               "pitch": torch.cat([u.pitch for u in units]).float(),
+               "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}, str(path))
+    stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
+             "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
+    path.with_suffix(".json").write_text(json.dumps(stats))
+    return units, labels, stats
+
+
+def split_examples(task, split: str, cap: int = 0, seed: int = 0) -> list:
+    """The examples of a split, at most ``cap`` of them (stratified, seeded): every method trains on these."""
+    examples = task.examples(split)
+    if cap and len(examples) > cap:
+        examples = [e for e, _ in cap_stratified([(e, e.label) for e in examples], cap, seed)]
+    return examples
+
+
+def cap_stratified(items: list, n: int, seed: int) -> list:
+    """At most ``n`` items, keeping the label proportions (a seeded choice); all of them when n <= 0."""
+    if n <= 0 or len(items) <= n:
+        return items
+    rng = np.random.default_rng(seed)
+    labels = np.array([y for _, y in items])
+    keep: list[int] = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        keep += rng.permutation(idx)[: max(1, round(n * len(idx) / len(items)))].tolist()
+    return [items[i] for i in sorted(keep)]
+
+
+def shipped(r: dict) -> dict | None:
+    """The row of the variant shipped in prompts/ (older results: plain v2)."""
+    return r.get(r.get("shipped", "v2"))
+
+
+def load_results(bb: Backbone) -> dict:
+    """Per-task results, keeping only rows measured on this backbone (the MFCC baseline needs none)."""
+    out = {}
+    for path in sorted(RESULTS_DIR.glob("*.json")):
+        r = json.loads(path.read_text())
+        for k in list(VARIANTS):
+            if k in r and k != "mfcc" and r[k].get("fingerprint") != bb.fingerprint:
+                del r[k]
+        out[path.stem] = r
+    order = list(TASKS)
+    return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))

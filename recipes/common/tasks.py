@@ -1,0 +1,571 @@
+"""The task data sets of the prompt library (twelve), each with a speaker-held-out test split (built by
+``python -m recipes.build.tasks``).
+
+A :class:`Task` has an id, a title, a description for visitors, its ordered labels and
+``examples(split) -> list[Example]`` for ``train``, ``val`` and ``test`` (``language`` also has ``real``).
+An :class:`Example` is a file path, a label, a speaker and whether the audio is ``real`` or ``synth``.
+
+* Real recordings come from ``shared/data`` (see each folder's README) and are referenced where they are,
+  split by speaker with :mod:`recipes.common.splits`.
+* Synthetic clips (espeak-ng, :mod:`recipes.common.synth`) are planned deterministically from a seed per task and split,
+  written once as 16 kHz FLAC to ``CACHE/<task>/<split>/<label>/`` and referenced by path. A synthetic speaker is
+  an espeak-ng voice *variant* (its timbre: ``m3``, ``f2``, ``klatt``...); the variants are partitioned once,
+  for all tasks, into :data:`recipes.common.splits.VOICE_SPLITS` train / val / test, so no test voice is ever heard in training.
+  Sentences come from :func:`recipes.common.synth.sentence`, so a change of its word lists (``LEXICON_VERSION``)
+  re-plans those clips; ``--build`` then makes the new ones and deletes the stale ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import soundfile as sf
+
+
+from . import splits, synth
+from .paths import WORK
+from .splits import FEMALE_VARIANTS, VOICE_SPLITS
+
+SPLITS = ("train", "val", "test")
+SR = synth.SAMPLE_RATE
+DATA = synth.DATA_ROOT
+#: Where synthesized clips are cached: ``SPEECHPROMPT_TASKS_CACHE`` or ``$SPEECHPROMPT_WORK/tasks``.
+CACHE = Path(os.environ.get("SPEECHPROMPT_TASKS_CACHE") or WORK / "tasks")
+MAX_TRAIN = 3000  # clips per task in train (real sets are subsampled, stratified by label, beyond this)
+
+EN_VOICES = synth.LANGUAGES["en"].voices  # en-us, en-gb, en-gb-scotland, en-gb-x-rp, en-029, en-us-nyc, ...
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Examples, clip recipes and tasks
+# --------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled clip of a task split."""
+
+    audio: str  # file path (a shared real recording, or a cached FLAC)
+    label: str
+    speaker: str  # "fsdd:jackson", "ravdess:07", "espeak:f3", ...
+    source: str  # "real" | "synth"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make one cached clip: speak ``text`` with espeak-ng (or load the real file ``real``), then
+    optionally degrade it with :func:`recipes.common.synth.augment` seeded by ``augment``."""
+
+    text: str = ""
+    voice: str = "en-us"  # espeak-ng language voice
+    variant: str | None = None
+    pitch: int = 50
+    rate: int = 175
+    real: str = ""  # a real recording to degrade instead of speaking
+    augment: int | None = None  # seed of the augmentation; None = clean
+
+    def key(self) -> str:
+        """A stable id of the clip (the real file counts by its path under the data root, so moving it is ok)."""
+        real = Path(self.real)
+        same = replace(self, real=str(real.relative_to(DATA)) if self.real and real.is_relative_to(DATA) else self.real)
+        return hashlib.sha1(repr(same).encode("utf-8")).hexdigest()[:16]
+
+    def render(self) -> np.ndarray:
+        if self.real:
+            wav, sr = sf.read(self.real, dtype="float32", always_2d=True)
+            wav = synth.resample(wav.mean(axis=1), sr, SR)
+        else:
+            wav = synth.synthesize(self.text, self.voice, self.variant, self.pitch, self.rate)
+        if self.augment is not None:
+            wav = synth.augment(wav, np.random.default_rng(self.augment))
+        return synth.limit(wav)
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A planned example: a real file used as is (``recipe`` None, ``path`` set) or a clip to make."""
+
+    label: str
+    speaker: str
+    source: str
+    path: str = ""
+    recipe: Recipe | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification task of the prompt library and how to get its data."""
+
+    id: str
+    title: str
+    description: str
+    labels: tuple[str, ...]
+    plan: Callable[[str], list[Clip]]  # split -> planned clips (deterministic, no audio made)
+    splits: tuple[str, ...] = SPLITS
+    needs: tuple[str, ...] = ()  # shared data folders that must exist
+    metric: str = "accuracy"
+
+    def missing_data(self) -> list[str]:
+        """Shared data folders this task needs that are not there."""
+        return [str(DATA / n) for n in self.needs if not (DATA / n).is_dir()]
+
+    def clips(self, split: str) -> list[Clip]:
+        if split not in self.splits:
+            raise ValueError(f"{self.id} has splits {self.splits}, not {split!r}")
+        missing = self.missing_data()
+        if missing:
+            raise FileNotFoundError(f"{self.id}: shared data missing: {', '.join(missing)}")
+        return self.plan(split)
+
+    def examples(self, split: str, build: bool = True, cache: Path | None = None) -> list[Example]:
+        """The examples of ``split``; with ``build`` the missing synthetic clips are made first."""
+        clips = self.clips(split)
+        if build:
+            make(self.id, split, clips, cache)
+        return [Example(c.path or str(cache_path(self.id, split, c, cache)), c.label, c.speaker, c.source)
+                for c in clips]
+
+    def build(self, cache: Path | None = None, log: Callable[[str], None] = print) -> int:
+        """Make every missing synthetic clip of every split and delete cached clips no longer planned (left by
+        an older recipe); returns how many were made."""
+        made = 0
+        for split in self.splits:
+            clips = self.clips(split)
+            made += make(self.id, split, clips, cache, log=log)
+            keep = {cache_path(self.id, split, c, cache) for c in clips if c.recipe is not None}
+            folder = (Path(cache) if cache else CACHE) / self.id / split
+            stale = [p for p in folder.rglob("*.flac") if p not in keep] if folder.is_dir() else []
+            for p in stale:
+                p.unlink()
+            if stale:
+                log(f"  {self.id}/{split}: removed {len(stale)} stale clips")
+        return made
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[|/\\ ]+", "-", label)
+
+
+def cache_path(task: str, split: str, clip: Clip, cache: Path | None = None) -> Path:
+    root = Path(cache) if cache else CACHE
+    r = clip.recipe
+    assert r is not None
+    return root / task / split / _slug(clip.label) / f"{_slug(clip.speaker.split(':')[-1])}-{r.key()}.flac"
+
+
+def make(task: str, split: str, clips: Sequence[Clip], cache: Path | None = None,
+         log: Callable[[str], None] | None = None) -> int:
+    """Render the clips whose cached file is missing (atomic writes, so an interrupted run resumes)."""
+    todo = [(c, cache_path(task, split, c, cache)) for c in clips if c.recipe is not None]
+    todo = [(c, p) for c, p in todo if not p.exists()]
+    t0 = time.time()
+    for i, (clip, path) in enumerate(todo, 1):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.flac")
+        sf.write(tmp, clip.recipe.render(), SR, subtype="PCM_16")
+        os.replace(tmp, path)
+        if log and (i % 500 == 0 or i == len(todo)):
+            log(f"  {task}/{split}: {i}/{len(todo)} made ({time.time() - t0:.0f} s)")
+    return len(todo)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Helpers for plans
+# --------------------------------------------------------------------------------------------------------------
+
+def _rng(*parts: object) -> np.random.Generator:
+    """A generator seeded by a stable hash of ``parts`` (task, split, purpose...)."""
+    return np.random.default_rng(zlib.crc32("/".join(map(str, parts)).encode("utf-8")))
+
+
+def _pick(rng: np.random.Generator, items: Sequence):
+    return items[int(rng.integers(len(items)))]
+
+
+def _speak(text: str, label: str, split: str, rng: np.random.Generator, voices: Sequence[str],
+           augment_p: float = 0.0, variants: Sequence[str | None] | None = None,
+           pitch: tuple[int, int] = (30, 70), rate: tuple[int, int] = (130, 210)) -> Clip:
+    """A synthetic clip of ``text``: random voice, variant of ``split``, pitch, rate, maybe augmented."""
+    variant = _pick(rng, variants if variants is not None else VOICE_SPLITS[split])
+    recipe = Recipe(text, _pick(rng, voices), variant, int(rng.integers(pitch[0], pitch[1] + 1)),
+                    int(rng.integers(rate[0], rate[1] + 1)),
+                    augment=int(rng.integers(2 ** 31)) if rng.random() < augment_p else None)
+    return Clip(label, f"espeak:{variant or 'default'}", "synth", recipe=recipe)
+
+
+def _cap(clips: list[Clip], n: int, seed: str) -> list[Clip]:
+    """At most ``n`` clips, subsampled stratified by label (deterministic; keeps the original order)."""
+    if len(clips) <= n:
+        return clips
+    rng = _rng("cap", seed)
+    by_label: dict[str, list[int]] = {}
+    for i, c in enumerate(clips):
+        by_label.setdefault(c.label, []).append(i)
+    keep: list[int] = []
+    for idx in by_label.values():
+        k = int(round(n * len(idx) / len(clips)))
+        keep += list(rng.choice(idx, size=min(k, len(idx)), replace=False))
+    return [clips[i] for i in sorted(keep)]
+
+
+def _real(dataset: str, split: str, label: Callable[[Path], str | None] | None = None) -> list[Clip]:
+    """Real clips of ``dataset`` in ``split`` (speaker-disjoint parts of :func:`recipes.common.splits.split`; ``all`` =
+    every part), relabelled by ``label(path)`` when given (None drops a clip)."""
+    parts = splits.split(dataset)
+    items = [it for k in splits.PARTS for it in parts[k]] if split == "all" else parts[split]
+    out = []
+    for path, lab, speaker in items:
+        lab = label(Path(path)) if label else lab
+        if lab is not None:
+            out.append(Clip(lab, f"{dataset}:{speaker}", "real", path=str(path)))
+    return out
+
+
+def _balanced(labels: Sequence[str], n: int) -> list[str]:
+    """``n`` labels cycling through ``labels`` (equal counts up to one)."""
+    return [labels[i % len(labels)] for i in range(n)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The tasks
+# --------------------------------------------------------------------------------------------------------------
+
+DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def _digits(split: str) -> list[Clip]:
+    """FSDD by speaker; train and val add English digit words from many espeak-ng voices."""
+    real = _real("fsdd", split)
+    n_synth = {"train": MAX_TRAIN - len(real), "val": 200, "test": 0}[split]
+    rng = _rng("digits", split)
+    synth_clips = [_speak(DIGIT_WORDS[int(d)], d, split, rng, EN_VOICES, augment_p=0.3, rate=(110, 200))
+                   for d in _balanced([str(i) for i in range(10)], max(0, n_synth))]
+    return real + synth_clips
+
+
+SC_LABELS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go", "_unknown_", "_silence_")
+SC_UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "eight", "five", "four", "happy", "house", "marvin", "nine", "one",
+                    "seven", "sheila", "six", "three", "tree", "two", "wow", "zero", "backward", "follow",
+                    "forward", "learn", "visual")
+
+
+def _commands(split: str) -> list[Clip]:
+    """Speech Commands by speaker; train adds espeak-ng words (noisy 50% of the time, like the real rooms)."""
+    real = _cap(_real("speech_commands", split), MAX_TRAIN, "commands")
+    if split != "train":
+        return real
+    rng = _rng("commands", split)
+    words = [w for w in SC_LABELS if not w.startswith("_")]
+    n = max(0, min(600, MAX_TRAIN - len(real)))
+    out = []
+    for lab in _balanced(words + ["_unknown_"] * 2, n):
+        text = _pick(rng, SC_UNKNOWN_WORDS) if lab == "_unknown_" else lab
+        out.append(_speak(text, lab, split, rng, EN_VOICES, augment_p=0.5, rate=(110, 200)))
+    return real + out
+
+
+def _ar_commands(split: str) -> list[Clip]:
+    return _real("ar_commands", split)
+
+
+LT_LABELS = ("ačiū", "du", "iki", "išjunk", "keturi", "labas", "ne", "nulis", "pauzė", "penki", "startas", "stop",
+             "taip", "trys", "vienas", "į_apačią", "į_dešinę", "į_kairę", "į_viršų", "įjunk")
+
+
+def _lt_commands(split: str) -> list[Clip]:
+    """Lithuanian commands by speaker; train adds the words spoken by espeak-ng's Lithuanian voice."""
+    real = _real("lt_commands", split)
+    if split != "train":
+        return real
+    rng = _rng("lt_commands", split)
+    return real + [_speak(lab.replace("_", " "), lab, split, rng, ("lt",), augment_p=0.5, rate=(110, 200))
+                   for lab in _balanced(LT_LABELS, 30 * len(LT_LABELS))]
+
+
+LANGS = ("de", "en", "es", "fr", "it", "ru")
+
+
+#: Each real VoxForge training clip is repeated this often: 30 real clips among 850 synthetic ones would barely count.
+REAL_LANGUAGE_COPIES = 5
+
+
+def _language(split: str) -> list[Clip]:
+    """Synthetic read sentences in six languages plus VoxForge volunteers: per language one session trains
+    (repeated), one validates, and the third, never heard in training, is the ``real`` split."""
+    if split == "real":
+        return _real("voxforge", "test")
+    rng = _rng("language", split)
+    n = {"train": 850, "val": 240, "test": 300}[split]
+    out = []
+    for lang in _balanced(LANGS, n):
+        text = synth.sentence(lang, int(rng.integers(3, 11)), rng)
+        out.append(_speak(text, lang, split, rng, synth.LANGUAGES[lang].voices, augment_p=0.5))
+    if split == "train":
+        out += _real("voxforge", "train") * REAL_LANGUAGE_COPIES
+    elif split == "val":
+        out += _real("voxforge", "val")
+    return out
+
+
+RAVDESS_EMOTIONS = tuple(splits.RAVDESS_EMOTIONS.values())  # neutral, calm, happy, sad, angry, fearful, ...
+
+
+def _ravdess_gender(path: Path) -> str:
+    return "male" if int(path.stem.split("-")[6]) % 2 else "female"
+
+
+def _emotion(split: str) -> list[Clip]:
+    return _real("ravdess", split)  # labelled with the emotion name
+
+
+def _gender(split: str) -> list[Clip]:
+    """RAVDESS actors by split; train and val add English sentences from male and female espeak-ng variants."""
+    real = _real("ravdess", split, _ravdess_gender)
+    n = {"train": 1200, "val": 100, "test": 0}[split]
+    rng = _rng("gender", split)
+    pools = {g: [v for v in VOICE_SPLITS[split] if (v in FEMALE_VARIANTS) == (g == "female")] for g in ("female", "male")}
+    out = []
+    for g in _balanced(("female", "male"), n):
+        text = synth.sentence("en", int(rng.integers(3, 10)), rng)
+        out.append(_speak(text, g, split, rng, EN_VOICES, augment_p=0.3, variants=pools[g], pitch=(35, 65)))
+    return real + out
+
+
+FSDD_SPEAKERS = ("jackson", "nicolas", "theo", "yweweler")
+SPEAKER_TAKES = {"train": range(0, 35), "val": range(35, 42), "test": range(42, 50)}
+
+
+def _speaker(split: str) -> list[Clip]:
+    """Closed-set: the four FSDD speakers, split by take index (every digit in every split)."""
+    clips = _real("fsdd", "all", lambda path: path.stem.split("_")[1])  # {digit}_{speaker}_{take}
+    return [c for c in clips if int(Path(c.path).stem.split("_")[2]) in SPEAKER_TAKES[split]]
+
+
+#: Real sets whose held-out speakers give the bona fide side of the ``fake`` task, with texts the spoofs say.
+RAVDESS_SENTENCES = ("Kids are talking by the door.", "Dogs are sitting by the door.")
+FAKE_SOURCES = ("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands")
+
+
+def _spoof_text(source: str, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
+    """Text and candidate voices for a spoof that mirrors a real set's content and language."""
+    if source == "fsdd":
+        return _pick(rng, DIGIT_WORDS), EN_VOICES
+    if source == "speech_commands":
+        return _pick(rng, SC_LABELS[:10] + SC_UNKNOWN_WORDS), EN_VOICES
+    if source == "ravdess":
+        text = _pick(rng, RAVDESS_SENTENCES) if rng.random() < 0.5 else synth.sentence("en", 5, rng)
+        return text, EN_VOICES
+    if source == "lt_commands":
+        return _pick(rng, LT_LABELS).replace("_", " "), ("lt",)
+    return synth.sentence("ar", int(rng.integers(1, 3)), rng).rstrip(".?!"), ("ar",)
+
+
+def _fake(split: str) -> list[Clip]:
+    """Bona fide: held-out-speaker real clips of five sets; spoof: espeak-ng saying the same kind of content.
+
+    Both sides are degraded (reverb, real noise, telephone band, gain) 40% of the time, so that noise or
+    bandwidth alone does not tell them apart.
+    """
+    n = {"train": 1500, "val": 150, "test": 300}[split]
+    rng = _rng("fake", split)
+    bona, spoof = [], []
+    for source in FAKE_SOURCES:
+        pool = [c for c in _real(source, split) if c.label != "_silence_"]
+        m = n // len(FAKE_SOURCES)
+        for c in [pool[i] for i in sorted(rng.choice(len(pool), size=min(m, len(pool)), replace=False))]:
+            if rng.random() < 0.4:
+                c = Clip("bonafide", c.speaker, "real", recipe=Recipe(real=c.path, augment=int(rng.integers(2 ** 31))))
+            else:
+                c = Clip("bonafide", c.speaker, "real", path=c.path)
+            bona.append(c)
+        for _ in range(min(m, len(pool))):  # as many spoofs as bona fide clips of this set
+            text, voices = _spoof_text(source, rng)
+            spoof.append(_speak(text, "spoof", split, rng, voices, augment_p=0.4))
+    return bona + spoof
+
+
+#: label -> espeak-ng voice of the ``accent`` task.
+ACCENTS = {"us": "en-us", "rp": "en-gb-x-rp", "scottish": "en-gb-scotland", "caribbean": "en-029",
+           "west_midlands": "en-gb-x-gbcwmd"}
+
+
+def _sentences(lang: str, n: int, seed: str, exclude: Iterable[str] = (), words: tuple[int, int] = (4, 10),
+               keep: Callable[[str], bool] = lambda s: True) -> list[str]:
+    """``n`` distinct sentences (not in ``exclude``) that pass ``keep``."""
+    rng, seen, out = _rng(seed), set(exclude), []
+    while len(out) < n:
+        s = synth.sentence(lang, int(rng.integers(words[0], words[1] + 1)), rng)
+        if s not in seen and keep(s):
+            seen.add(s)
+            out.append(s)
+    return out
+
+
+def _sentence_pool(task: str, split: str, sizes: dict[str, int], **kw) -> list[str]:
+    """``sizes[split]`` sentences of ``split``, none of them in an earlier split (train, then val, then test)."""
+    exclude: list[str] = []
+    for s in SPLITS[: SPLITS.index(split)]:
+        exclude += _sentences("en", sizes[s], f"{task}/{s}/text", exclude, **kw)
+    return _sentences("en", sizes[split], f"{task}/{split}/text", exclude, **kw)
+
+
+def _accent(split: str) -> list[Clip]:
+    """English accents of espeak-ng: held-out voice variants and held-out sentences in val/test."""
+    per_label = {"train": 480, "val": 50, "test": 60}[split]
+    texts = _sentence_pool("accent", split, {"train": 1200, "val": 250, "test": 300})
+    rng = _rng("accent", split)
+    out = []
+    for i, lab in enumerate(_balanced(tuple(ACCENTS), per_label * len(ACCENTS))):
+        out.append(_speak(texts[i % len(texts)], lab, split, rng, (ACCENTS[lab],), augment_p=0.25))
+    return out
+
+
+#: (action, object) -> phrasings; "{in}" becomes " in the <location>" (or nothing), "{the}" "the <location> "
+#: (or "the ").
+_PHRASES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("activate", "lights"): ("turn on the lights{in}", "switch on the lights{in}", "lights on{in}",
+                             "turn {the}lights on", "switch {the}lights on", "I need some light{in}"),
+    ("deactivate", "lights"): ("turn off the lights{in}", "switch off the lights{in}", "lights off{in}",
+                               "turn {the}lights off", "switch {the}lights off", "kill the lights{in}"),
+    ("increase", "heat"): ("turn up the heat{in}", "increase the temperature{in}", "make it warmer{in}",
+                           "turn {the}heating up", "it is too cold{in}", "warm things up{in}"),
+    ("decrease", "heat"): ("turn down the heat{in}", "decrease the temperature{in}", "make it cooler{in}",
+                           "turn {the}heating down", "it is too hot{in}", "cool things down{in}"),
+    ("increase", "volume"): ("turn up the volume", "increase the volume", "make it louder", "volume up",
+                             "louder please", "I can't hear that"),
+    ("decrease", "volume"): ("turn down the volume", "decrease the volume", "make it quieter", "volume down",
+                             "quieter please", "that is too loud"),
+    ("activate", "music"): ("play some music", "put on some music", "start the music", "turn on the music",
+                            "music on", "I want to hear some music"),
+    ("deactivate", "music"): ("stop the music", "turn off the music", "pause the music", "music off",
+                              "no more music", "switch off the music"),
+    ("bring", "shoes"): ("bring me my shoes", "fetch my shoes", "get me my shoes", "I need my shoes",
+                         "go get my shoes", "where are my shoes, bring them"),
+    ("bring", "newspaper"): ("bring me the newspaper", "fetch the newspaper", "get me the newspaper",
+                             "I need the newspaper", "go get the paper", "bring the paper please"),
+    ("bring", "juice"): ("bring me some juice", "fetch me a juice", "get me some juice", "I need a juice",
+                         "go get me a juice", "I would like some juice"),
+    ("change language", "German"): ("switch the language to German", "change the language to German",
+                                    "set the language to German", "use German", "speak German",
+                                    "I want German"),
+}
+INTENTS: tuple[str, ...] = tuple(
+    f"{a}|{o}|{loc}" for (a, o) in _PHRASES
+    for loc in (("none", "kitchen", "bedroom") if o in ("lights", "heat") else ("none",)))
+
+
+def _intent_text(intent: str, rng: np.random.Generator) -> str:
+    """One spoken form of ``intent``: a random phrasing, location filled in, maybe with 'please' or 'hey'."""
+    action, obj, loc = intent.split("|")
+    phrase = _pick(rng, _PHRASES[(action, obj)])
+    where = "" if loc == "none" else loc
+    phrase = phrase.replace("{in}", f" in the {where}" if where else "").replace("{the}", f"the {where} " if where
+                                                                                 else "the ")
+    if not phrase.startswith(("I ", "it ", "that ", "no ", "where ")) and "please" not in phrase:  # imperative
+        phrase = _pick(rng, ("{}", "{}", "please {}", "{} please", "hey, {}", "{} now")).format(phrase)
+    return phrase + "."
+
+
+def _intent(split: str) -> list[Clip]:
+    """Fluent-Speech-Commands-like: action|object|location commands in several phrasings, held-out voices."""
+    per_label = {"train": 2400 // len(INTENTS), "val": 10, "test": 15}[split]
+    rng = _rng("intent", split)
+    return [_speak(_intent_text(lab, rng), lab, split, rng, EN_VOICES, augment_p=0.3)
+            for lab in _balanced(INTENTS, per_label * len(INTENTS))]
+
+
+QUESTION_WORDS = frozenset(("who", "what", "where", "when", "why", "how", "which", "whose", "whom", "whether",
+                            "is", "are", "am", "was", "were", "do", "does", "did", "can", "could", "will", "would",
+                            "shall", "should", "may", "might", "must", "have", "has", "had", "isn't", "aren't",
+                            "don't", "doesn't", "didn't", "won't", "can't", "or"))
+
+
+def _plain(s: str) -> bool:
+    return not any(w.strip(",.?!").lower() in QUESTION_WORDS for w in s.split())
+
+
+def _question(split: str) -> list[Clip]:
+    """The same word sequence said as a statement ('.') and as a question ('?'), same voice: only prosody differs."""
+    texts = _sentence_pool("question", split, {"train": 1200, "val": 120, "test": 150}, words=(3, 8), keep=_plain)
+    rng = _rng("question", split)
+    out = []
+    for text in texts:
+        base = text.rstrip(".?!").replace(",", "")
+        clip = _speak(base, "", split, rng, EN_VOICES, augment_p=0.2)
+        for lab, end in (("statement", "."), ("question", "?")):
+            r = clip.recipe
+            out.append(Clip(lab, clip.speaker, "synth", recipe=Recipe(base + end, r.voice, r.variant, r.pitch,
+                                                                       r.rate, augment=r.augment)))
+    return out
+
+
+TASKS: dict[str, Task] = {t.id: t for t in [
+    Task("digits", "Spoken digits",
+         "Which digit, 0 to 9, is spoken? Trained on recordings of English digits by a few real speakers (the "
+         "Free Spoken Digit Dataset) plus the digit words said by dozens of synthetic espeak-ng voices; tested on "
+         "a real speaker the prompt never heard.",
+         tuple(str(i) for i in range(10)), _digits, needs=("fsdd",)),
+    Task("commands", "Speech commands",
+         "Keyword spotting in the Google Speech Commands set-up: ten command words (yes, no, up, down, left, "
+         "right, on, off, stop, go), any other word (_unknown_) or just background noise (_silence_). Real "
+         "one-second recordings by crowd-sourced speakers in ordinary rooms; the test speakers are held out.",
+         SC_LABELS, _commands, needs=("speech_commands",)),
+    Task("ar_commands", "Arabic speech commands",
+         "Sixteen spoken Arabic commands (the digits 0-9 and add, back, cancel, confirm, continue, delete), "
+         "recorded on mobile phones. One of SpeechPrompt v2's low-resource command sets: the backbone never saw "
+         "labelled Arabic, only the prompt learns the words.",
+         ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "add", "back", "cancel", "confirm", "continue",
+          "delete"), _ar_commands, needs=("ar_commands",)),
+    Task("lt_commands", "Lithuanian speech commands",
+         "Twenty Lithuanian command words (taip, ne, stop, įjunk, išjunk, į kairę, the digits...). Only a few "
+         "hundred real recordings exist, which is the point: a tiny prompt learns a new language's commands. "
+         "Training adds the words said by espeak-ng's Lithuanian voice; tested on unseen real speakers.",
+         LT_LABELS, _lt_commands, needs=("lt_commands",)),
+    Task("language", "Spoken language",
+         "Which language is spoken: German, English, Spanish, French, Italian or Russian? Trained on sentences "
+         "synthesized by many espeak-ng voices (with room noise and phone-line effects) plus one VoxForge "
+         "volunteer per language; the honest score is on the 'real' split, VoxForge volunteers never heard in "
+         "training.",
+         LANGS, _language, splits=SPLITS + ("real",), needs=("voxforge", "noise")),
+    Task("emotion", "Emotion",
+         "Which of eight emotions an actor expresses (neutral, calm, happy, sad, angry, fearful, disgust, "
+         "surprised) while saying one of two fixed sentences, from the RAVDESS recordings. Only the voice tells "
+         "the emotion; the test actors are unseen. Non-commercial use only (CC BY-NC-SA).",
+         RAVDESS_EMOTIONS, _emotion, needs=("ravdess",)),
+    Task("gender", "Speaker gender",
+         "Female or male voice? Trained on RAVDESS actors plus male and female espeak-ng voices saying random "
+         "English sentences; tested on actors the prompt never heard.",
+         ("female", "male"), _gender, needs=("ravdess", "noise")),
+    Task("speaker", "Who is speaking",
+         "Closed-set speaker identification among the four speakers of the Free Spoken Digit Dataset (jackson, "
+         "nicolas, theo, yweweler). Every digit appears in every split; the test takes are recordings the prompt "
+         "never heard.",
+         FSDD_SPEAKERS, _speaker, needs=("fsdd",)),
+    Task("fake", "Real or synthetic speech",
+         "Is it a real person (bonafide) or a speech synthesizer (spoof)? Real recordings from five data sets "
+         "against espeak-ng voices saying the same kind of words and sentences; both sides get the same room "
+         "noise and phone-line effects, and the test voices and speakers are unseen. Scored by equal error rate.",
+         ("bonafide", "spoof"), _fake, metric="eer",
+         needs=("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands", "noise")),
+    Task("accent", "English accent (synthetic)",
+         "Which English accent: American, Received Pronunciation, Scottish, Caribbean or West Midlands? The "
+         "voices are espeak-ng's accent rules, so this is about pronunciation patterns of a synthesizer, not of "
+         "real people; test voices and sentences are unseen.",
+         tuple(ACCENTS), _accent, needs=("noise",)),
+    Task("intent", "Spoken command intent",
+         "What does the speaker want? Smart-home commands in the style of Fluent Speech Commands, labelled "
+         "action|object|location (e.g. 'turn the kitchen lights off' = deactivate|lights|kitchen), each said in "
+         "several phrasings by synthetic voices; tested on unseen voices.",
+         INTENTS, _intent, needs=("noise",)),
+    Task("question", "Statement or question",
+         "Is it said as a statement or as a question? Each sentence is spoken both ways by the same synthetic "
+         "voice with the same words (no question words), so only the intonation, the rising pitch at the end, "
+         "tells them apart.",
+         ("statement", "question"), _question, needs=("noise",)),
+]}
