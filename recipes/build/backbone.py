@@ -159,7 +159,8 @@ def stage_units(args, rows, encoder: SpeechEncoder) -> dict[str, torch.Tensor]:
         heldout.append(bool(rng.random() < args.heldout))
         if i % 1000 == 0:
             el = time.time() - start
-            log(f"  units {i}/{len(rows)}: {audio_s / 3600:.2f} h audio in {el:.0f} s ({audio_s / max(el, 1e-9):.0f}x real time)")
+            log(f"  units {i}/{len(rows)}: {audio_s / 3600:.2f} h audio in {el:.0f} s "
+                f"({audio_s / max(el, 1e-9):.0f}x real time)")
     out = {"ids": torch.cat(ids), "dur": torch.cat(dur), "pitch": torch.cat(pitch),
            "offsets": torch.tensor(offsets, dtype=torch.int64), "heldout": torch.tensor(heldout),
            "audio_seconds": torch.tensor([audio_s], dtype=torch.float64)}
@@ -198,9 +199,11 @@ def lm_loss(lm: UnitLM, u, d, p, prosody_weight: float = 0.5):
     unit = F.cross_entropy(out["units"].flatten(0, 1), u[:, 1:].flatten(), ignore_index=-100)
     loss = unit
     if "duration" in out:
-        loss = loss + prosody_weight * F.cross_entropy(out["duration"].flatten(0, 1), d[:, 1:].flatten(), ignore_index=-100)
+        loss = loss + prosody_weight * F.cross_entropy(out["duration"].flatten(0, 1), d[:, 1:].flatten(),
+                                                       ignore_index=-100)
     if "pitch" in out:
-        loss = loss + prosody_weight * F.cross_entropy(out["pitch"].flatten(0, 1), p[:, 1:].flatten(), ignore_index=-100)
+        loss = loss + prosody_weight * F.cross_entropy(out["pitch"].flatten(0, 1), p[:, 1:].flatten(),
+                                                       ignore_index=-100)
     return loss, unit
 
 
@@ -349,9 +352,11 @@ def main() -> None:
     centroids = stage_kmeans(args, rows, dense)
     encoder = SpeechEncoder(dense, centroids, feature_norm=args.feature_norm).eval()
     # The encoder alone, so task units can be cached (train_prompts.py --encode-only) while the LM trains.
-    save_file({f"dense.{k}": v.contiguous() for k, v in dense.state_dict().items()}, str(args.work / "dense.safetensors"))
-    (args.work / "config-encoder.json").write_text(json.dumps(
-        {"dense": dense_config(args), "quantizer": {"n_units": args.units, "feature_norm": args.feature_norm}}, indent=2))
+    save_file({f"dense.{k}": v.contiguous() for k, v in dense.state_dict().items()},
+              str(args.work / "dense.safetensors"))
+    quantizer = {"n_units": args.units, "feature_norm": args.feature_norm}
+    (args.work / "config-encoder.json").write_text(json.dumps({"dense": dense_config(args), "quantizer": quantizer},
+                                                              indent=2))
     if args.stop_after == "kmeans":
         log("stopping after k-means, as asked")
         return
@@ -362,7 +367,8 @@ def main() -> None:
                           block_size=args.block_size, n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS)
     lm = stage_lm(args, data, lm_cfg)
     ppl = stage_eval(args, data, lm)
-    name = args.id or f"sp-{args.dense}{'-L' + str(args.layer) if args.dense == 'whisper' else ''}-km{args.units}-ulm{args.n_layer}x{args.n_embd}"
+    layer = f"-L{args.layer}" if args.dense == "whisper" else ""
+    name = args.id or f"sp-{args.dense}{layer}-km{args.units}-ulm{args.n_layer}x{args.n_embd}"
     config = {"id": name, "sample_rate": 16000, "dense": dense_config(args),
               "quantizer": {"n_units": args.units, "feature_norm": args.feature_norm}, "lm": lm_cfg.to_dict()}
     bb = Backbone.build(config, centroids)

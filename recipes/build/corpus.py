@@ -2,25 +2,9 @@
 
     python -m recipes.build.corpus --out work/corpus --hours 20 --seed 0 [--workers 1]
 
-What it writes under ``--out`` (keep it out of git: it is data, not code):
-
-* ``synth/NNN/IIIIII.flac``: 16 kHz mono 16-bit FLAC clips, 1000 per shard folder. Clip ``i`` is fully decided by
-  ``(seed, i)``: language (44 languages, weights in :data:`LANG_WEIGHTS`), espeak-ng voice/accent, voice variant
-  (the 65 that ``recipes/build/tasks.py`` keeps for training; its val/test voices never enter the corpus), pitch 20..90, rate 110..260 words/min, a sentence aimed at 1..12 s
-  (frequency-weighted words, names, numbers: see ``synth.sentence``), and on a random ~50% of clips a random
-  subset of reverb / real background noise / telephone band / gain (``synth.augment_with_log``).
-* ``synth.csv``: the journal, one row per finished clip (appended as it goes; this is what makes runs resumable).
-* ``manifest.csv``: every clip of the corpus, rewritten every few hundred clips and at the end. Columns:
-  ``path, source, dataset, lang, voice, variant, pitch, rate, augment, seconds, speaker, text``.
-  ``source`` is ``synth`` or ``real``; synthetic paths are relative to ``--out``, real ones absolute (so
-  ``Path(out) / path`` works for both). Real rows are the training-split recordings of ``recipes/common/splits.py``
-  (never val/test speakers), referenced in place, not copied: fsdd is 8 kHz wav, the rest 16 kHz; resample on load.
-* ``summary.txt``: hours per language, real vs synthetic.
-
-The total (real + synthetic) reaches ``--hours``: the real hours are counted first, then synthetic clips 0, 1, 2...
-are made until the sum is reached. Rerunning with the same arguments skips clips already written, so an
-interrupted run resumes where it stopped and gives the same corpus; a different seed gives a different corpus.
-One worker uses one core (espeak-ng runs in a subprocess of it).
+Writes synth/NNN/IIIIII.flac clips (each decided by (seed, i)), synth.csv (the journal that makes runs resumable),
+manifest.csv (every clip, real ones referenced in place) and summary.txt under --out (keep it out of git).
+Details: docs/RECIPES.md#corpus.
 """
 from __future__ import annotations
 

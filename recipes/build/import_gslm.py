@@ -1,53 +1,11 @@
-"""Import GSLM's HuBERT-100 backbone (Lakhotia et al., 2021: HuBERT base layer 6 -> k-means 100 -> unit LM) into
-our backbone folder format (config.json + encoder.safetensors + lm.safetensors + MODEL_CARD.md, app/backbone.py).
+"""Import GSLM's HuBERT-100 backbone (HuBERT base layer 6 -> k-means 100 -> unit LM) into our backbone format.
 
-Inputs (see the README section "Running on GSLM's backbone" for where to download them):
-
-- ``--hubert``: HuBERT base, as a torchaudio-format state dict (``hubert_fairseq_base_ls960.pth``, what
-  ``torchaudio.pipelines.HUBERT_BASE`` downloads; ``.pth`` / ``.pt`` / ``.safetensors``), fairseq's own checkpoint
-  (``hubert_base_ls960.pt``, converted with torchaudio's fairseq key mapping), a Hugging Face ``transformers``
-  folder (``import_huggingface_model``; needs ``transformers``), or the word ``torchaudio`` (download it through
-  torchaudio's pipeline). Only layers 1..``--layer`` (6) are kept.
-- ``--km``: the k-means model (GSLM's ``km.bin``, a joblib-pickled scikit-learn KMeans), or a ``.npy`` /
-  ``.safetensors`` of centroids ``(K, 768)``.
-- ``--ulm``: the fairseq ``transformer_lm`` unit LM: ``hubert100_lm.tgz`` as downloaded, its unpacked folder, or
-  the checkpoint ``.pt`` (then ``--dict`` names ``dict.txt`` unless it sits beside it).
-
-Pickle: ``km.bin`` and fairseq checkpoints are pickles. They are read with restricted unpicklers that call nothing
-the file names: checkpoints through torch's ``weights_only=True`` loader, km.bin through joblib's array reader
-with an allowlist of numpy's array rebuilders; every other class named (fairseq, omegaconf, enums, scikit-learn's
-KMeans...) becomes an inert stand-in that only records its data, so neither package is needed. The backbone written here is safetensors + JSON only.
-
-Vocabulary: fairseq's ``Dictionary`` puts ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 first, then the symbols of
-``dict.txt`` in file order (most frequent first, so row i is not unit i). Our unit LM has ids ``0..K-1`` for the
-k-means units and ``K`` for the end token. The importer gathers rows: our unit ``u`` takes fairseq's row for the
-symbol ``str(u)`` (``<unk>``'s row if ``dict.txt`` lacks it, as fairseq would encode it), our end token takes the
-``</s>`` row, for the input embedding and for the output projection alike. So for any unit sequence our LM's logits
-over units + end are exactly fairseq's logits for those symbols; its softmax is fairseq's distribution renormalised
-over them (``<s>``, ``<pad>``, ``<unk>`` and padding symbols left out).
-
-Parameter names (fairseq ``decoder.*`` -> app/lm.py ``UnitLM``):
-
-    embed_tokens.weight[rows]                   -> wte.weight
-    embed_positions (sinusoidal, no weights)    -> pos="sinusoidal", pos_offset=padding_idx+1
-    embed_positions.weight[pad+1 : pad+1+block] -> wpe.weight                    (decoder_learned_pos)
-    layers.i.self_attn.{q,k,v}_proj             -> blocks.i.attn.qkv (concatenated q, k, v)
-    layers.i.self_attn.out_proj                 -> blocks.i.attn.proj
-    layers.i.self_attn_layer_norm               -> blocks.i.ln1
-    layers.i.fc1, layers.i.fc2                  -> blocks.i.mlp.0, blocks.i.mlp.2
-    layers.i.final_layer_norm                   -> blocks.i.ln2
-    layer_norm                                  -> ln_f                          (absent: final_norm=False)
-    output_projection.weight[rows]              -> lm_head.weight                (unless shared with embed_tokens)
-
-plus ``norm`` (decoder_normalize_before), ``embed_scale`` (sqrt(d) unless no_scale_embedding), ``activation``
-(activation_fn), ``ffn_dim`` (decoder_ffn_embed_dim), ``block_size`` (max_target_positions). Options we do not
-implement (adaptive input/softmax, layernorm_embedding, input/output projections, scaled attention/residuals...)
-are refused with a message naming them.
-
-Usage:
-    python -m recipes.build.import_gslm --hubert hubert_fairseq_base_ls960.pth --km km.bin --ulm hubert100_lm.tgz \\
+    python -m recipes.build.import_gslm --hubert hubert_fairseq_base_ls960.pth --km km.bin --ulm hubert100_lm.tgz \
         --out backbones/gslm-hubert100 [--dtype float16]
     python -m recipes.build.import_gslm --bench-random      # CPU latency of a GSLM-sized backbone, random weights
+
+Pickles (km.bin, fairseq checkpoints) are read with restricted unpicklers that call nothing; the backbone written
+is safetensors + JSON only. Inputs, vocabulary mapping and parameter names: docs/RECIPES.md#import_gslm.
 """
 from __future__ import annotations
 

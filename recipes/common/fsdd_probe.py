@@ -59,7 +59,8 @@ def evaluate(frames: list[np.ndarray], y: np.ndarray, spk: np.ndarray, clusters:
         scaler = StandardScaler().fit(X_tr)
         accs, lens, used = [], [], []
         for seed in range(seeds):
-            km = MiniBatchKMeans(n_clusters=clusters, batch_size=4096, n_init=3, random_state=seed).fit(scaler.transform(X_tr))
+            km = MiniBatchKMeans(n_clusters=clusters, batch_size=4096, n_init=3, random_state=seed)
+            km.fit(scaler.transform(X_tr))
             docs = []
             for f in frames:
                 u = km.predict(scaler.transform(f))

@@ -1,43 +1,9 @@
-"""Train / validation / test splits of the real recordings in ``shared/data``, by speaker.
+"""Train / validation / test splits of the real recordings in ``shared/data``, by speaker, and the espeak-ng voice
+variants by split (:data:`VOICE_SPLITS`): the single place that decides which recording or voice serves what.
 
-This module is the single place that decides which real recording serves what. Every split keeps speakers
-apart: no speaker (or, for ar_commands, no block of recording numbers standing in for speakers) is in more
-than one of train / val / test. Each dataset's own README keeps a further set of speakers aside that is not
-shared at all; these splits only divide what is shared.
-
-Held-out speakers with ``seed=0`` (the default; the documented numbers):
-
-=================  =======================  =====================  ==========================================
-dataset            test                     val                    train
-=================  =======================  =====================  ==========================================
-fsdd               theo                     nicolas                jackson, yweweler
-ravdess            actors 17-20 (2 M, 2 F)  actors 15-16 (M, F)    actors 01-14
-speech_commands    ~10% of speakers         ~10% of speakers       ~80% (by a hash of speaker id and seed)
-lt_commands        speakers 21-24           speakers 19-20         speakers 01-18 (14 and 15 are absent)
-ar_commands        N = 73-80                N = 65-72              N = 1-64 (blocks of 8 numbers ~ speakers)
-voxforge           1 session per language   1 session per language 1 session per language
-=================  =======================  =====================  ==========================================
-
-* fsdd: 4 male speakers, 50 takes of each digit each. theo (US) is the test voice; nicolas (Belgian French
-  accent) validates; training keeps two accents (jackson US, yweweler German).
-* ravdess: the last 4 actors test, the 2 before validate; actors alternate male (odd) / female (even), so each
-  part is gender-balanced. Label = emotion name.
-* speech_commands: 185 crowd-sourced speakers; a speaker goes to a part by a SHA-1 hash of ``seed:speaker``
-  (stable when files are added). ``_silence_`` clips have no speaker; each is hashed on its file name.
-  Label = folder (``yes`` ... ``_unknown_``, ``_silence_``).
-* lt_commands: 22 speakers (01-13, 16-24); label = folder (the Lithuanian word).
-* ar_commands: the source gives no speaker ids, only numbers 1..80 per label in recording order, so consecutive
-  numbers approximate the same speakers (40 speakers made 100 takes per label). Blocks of 8 numbers stand for
-  speakers (``speaker`` = ``n01-08`` ...); a speaker can straddle a block boundary, so this approximates, it
-  does not guarantee, unseen speakers. Label = folder (``0``..``9``, ``add``...).
-* voxforge: 3 sessions (speakers) per language, 5 clips each; with seed 0 the sessions of each language, sorted
-  by name, go to train / val / test in that order. Label = language code.
-
-Other seeds rotate the held-out speakers (fsdd, ravdess, lt_commands, ar_commands, voxforge) or re-hash them
-(speech_commands), for cross-validation; seed 0 is the documented split above.
-
-Data root: ``SPEECHPROMPT_DATA`` or ``../shared/data`` beside the repository. Items are
-``(path, label, speaker)``; paths are absolute.
+No speaker is in more than one of train / val / test; ``seed=0`` is the documented split, other seeds rotate the
+held-out speakers. Items are ``(path, label, speaker)`` with absolute paths under :data:`DATA_ROOT`.
+The held-out speakers per data set: docs/RECIPES.md#splits.
 """
 from __future__ import annotations
 

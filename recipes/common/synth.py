@@ -1,22 +1,9 @@
-"""Speech synthesis and augmentation for corpus and task-data recipes.
+"""Speech synthesis and augmentation for the corpus and task-data recipes, offline and deterministic given a
+:class:`numpy.random.Generator`: :func:`synthesize` (espeak-ng), :func:`sentences` / :func:`sentence` (text in 44
+languages, :data:`LANGUAGES`), :func:`augment` and its parts (noise, reverb, gain, telephone band).
 
-Everything here is offline and deterministic given a :class:`numpy.random.Generator`:
-
-* :func:`synthesize` speaks text with espeak-ng (``espeak-ng --stdout``) and returns 16 kHz mono float32.
-* :func:`espeak_voices`, :func:`espeak_variants` list what the installed espeak-ng offers.
-* :func:`sentences` / :func:`sentence` make natural-ish text in 44 languages (:data:`LANGUAGES`): words drawn
-  from the ``wordfreq`` frequency lists (frequency-weighted, so function words are common as in real text), with
-  names, cities and numbers from ``faker`` mixed in, and ``faker``'s own lorem word lists for the languages that
-  wordfreq lacks (th, hy, az). Words are kept only in the language's script, Latin-script words far more frequent
-  in English are dropped as web-text English, and every word is checked once per language with ``espeak-ng -x``
-  and dropped when espeak would switch to another language to say it or say nothing. Japanese uses kana words
-  only (Debian's espeak-ng reads kanji as "Chinese letter"); Mandarin goes through ``pypinyin`` to the
-  ``cmn-latn-pinyin`` voice (its ``cmn`` dictionary lacks most characters).
-* :func:`add_noise`, :func:`reverb`, :func:`gain`, :func:`telephone` and :func:`augment` degrade clean speech the way
-  a visitor's microphone does, using the real background-noise clips in ``shared/data/noise``.
-
-Needs the Debian package ``espeak-ng`` and the Python packages numpy, scipy, soundfile, wordfreq (with its
-dependency ``regex``), faker and pypinyin (the last three only for text).
+Needs espeak-ng and numpy, scipy, soundfile, wordfreq (and its ``regex``), faker, pypinyin.
+How the text is made: docs/RECIPES.md#synth.
 """
 from __future__ import annotations
 

@@ -1,18 +1,10 @@
 """The task data sets of the prompt library (twelve), each with a speaker-held-out test split (built by
 ``python -m recipes.build.tasks``).
 
-A :class:`Task` has an id, a title, a description for visitors, its ordered labels and
-``examples(split) -> list[Example]`` for ``train``, ``val`` and ``test`` (``language`` also has ``real``).
-An :class:`Example` is a file path, a label, a speaker and whether the audio is ``real`` or ``synth``.
-
-* Real recordings come from ``shared/data`` (see each folder's README) and are referenced where they are,
-  split by speaker with :mod:`recipes.common.splits`.
-* Synthetic clips (espeak-ng, :mod:`recipes.common.synth`) are planned deterministically from a seed per task and split,
-  written once as 16 kHz FLAC to ``CACHE/<task>/<split>/<label>/`` and referenced by path. A synthetic speaker is
-  an espeak-ng voice *variant* (its timbre: ``m3``, ``f2``, ``klatt``...); the variants are partitioned once,
-  for all tasks, into :data:`recipes.common.splits.VOICE_SPLITS` train / val / test, so no test voice is ever heard in training.
-  Sentences come from :func:`recipes.common.synth.sentence`, so a change of its word lists (``LEXICON_VERSION``)
-  re-plans those clips; ``--build`` then makes the new ones and deletes the stale ones.
+A :class:`Task` gives ``examples(split) -> list[Example]`` for ``train``, ``val`` and ``test`` (``language`` also
+``real``): a file path, a label, a speaker, real or synthetic. Real recordings are split by
+:mod:`recipes.common.splits`; synthetic clips are planned from a seed per task and split and cached as FLAC under
+:data:`CACHE`, spoken by voices of :data:`recipes.common.splits.VOICE_SPLITS`. Details: docs/RECIPES.md#tasks.
 """
 from __future__ import annotations
 
@@ -329,7 +321,8 @@ def _gender(split: str) -> list[Clip]:
     real = _real("ravdess", split, _ravdess_gender)
     n = {"train": 1200, "val": 100, "test": 0}[split]
     rng = _rng("gender", split)
-    pools = {g: [v for v in VOICE_SPLITS[split] if (v in FEMALE_VARIANTS) == (g == "female")] for g in ("female", "male")}
+    pools = {g: [v for v in VOICE_SPLITS[split] if (v in FEMALE_VARIANTS) == (g == "female")]
+             for g in ("female", "male")}
     out = []
     for g in _balanced(("female", "male"), n):
         text = synth.sentence("en", int(rng.integers(3, 10)), rng)

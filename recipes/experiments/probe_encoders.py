@@ -1,27 +1,11 @@
-"""Which frame encoder gives the best discrete units for SpeechPrompt-style unit LMs?
+"""Which frame encoder gives the best discrete units? FSDD spoken digits, leave-one-speaker-out: log-mel against
+Whisper tiny.en layers 1..4, as k-means unit n-grams and as pooled dense features (recipes.common.fsdd_probe).
 
-Probe on FSDD spoken digits, leave-one-speaker-out (train on 3 speakers, test on
-the 4th), comparing
-  (a) log-mel 80 (Whisper front end), per-utterance mean/var norm, 100 -> 50 Hz
-      by averaging frame pairs, +-2 frames of context (400 dims); also "logmel_4k",
-      the same on the 62 bins below 4 kHz (FSDD is 8 kHz audio: the bins above
-      hold only resampling leakage that per-utterance normalisation blows up), and
-  (b) Whisper tiny.en encoder layers 1..4 (app/whisper.py, 50 Hz, 384 dims; layers
-      1-3 are the raw residual stream, layer 4 includes ln_post), unpadded and,
-      with --padded, padded to 30 s as Whisper is trained (first frames kept).
-For each: StandardScaler + MiniBatchKMeans(100) fit on the training speakers'
-frames, units with repeats collapsed, unit uni+bigram TF-IDF -> LogisticRegression;
-and mean+std pooled dense features -> StandardScaler -> LogisticRegression
-(for log-mel, pooled over the raw log-mel frames: after CMVN they are 0 / 1).
-LogisticRegression's C is chosen by leave-one-training-speaker-out CV on the 3
-training speakers only (the held-out speaker is never used for any choice).
-
-Usage:
     python -m recipes.experiments.probe_encoders latency --model work/whisper_tiny_en
-    python -m recipes.experiments.probe_encoders probe --seeds 3 --cache work/probe_feats_full.npz \\
+    python -m recipes.experiments.probe_encoders probe --seeds 3 --cache work/probe_feats_full.npz \
         --json work/probe_results_full.json          # resumable: finished feature sets are kept
-    python -m recipes.experiments.probe_encoders probe --padded --limit 5 --seeds 1 --json work/probe_padded.json
-(--data defaults to ../shared/data/fsdd/recordings next to the repo.) Results: docs/ENCODER_COMPARISON.md.
+
+Method: docs/RECIPES.md#probe_encoders. Results: docs/ENCODER_COMPARISON.md.
 """
 
 from __future__ import annotations
@@ -188,7 +172,8 @@ def main() -> None:
         print(f"{name:16s} units acc {r['units']['mean']:.3f}  dense acc {r['dense']['mean']:.3f}  "
               f"units/clip {r['units_per_clip']['mean']:.1f}  ({time.time() - t1:.0f} s)", flush=True)
         if args.json:
-            args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results}, indent=1))
+            run = {"args": {k: str(v) for k, v in vars(args).items()}, "results": results}
+            args.json.write_text(json.dumps(run, indent=1))
     print(f"total {time.time() - t0:.0f} s")
 
     cols = list(SPEAKERS) + ["mean"]

@@ -1,29 +1,10 @@
-"""A small HuBERT-style self-supervised speech encoder trained from scratch on our corpus.
+"""A small HuBERT-style self-supervised speech encoder trained from scratch on our corpus (masked prediction of
+k-means classes of log-mel frames; optionally a second iteration on a middle layer).
 
-HuBERT (Hsu et al. 2021) in miniature: mask spans of the frame sequence and
-train a transformer to predict the k-means cluster of every masked frame.
-Iteration 1 clusters normalised log-mel frames; iteration 2 (optional) clusters
-a middle layer of the iteration-1 model.
+    python -m recipes.experiments.ssl_encoder features | targets | train --minutes 30 | probe --ckpt work/ssl/it1
 
-Model: log-mel 80 (Whisper front end, ``app.whisper``) with per-utterance
-normalisation -> conv1d k3 + GELU -> conv1d k3 stride 2 + GELU (100 -> 50 Hz)
--> LayerNorm -> [mask embedding on masked frames] -> depthwise conv positional
-embedding -> pre-LN transformer blocks -> LayerNorm -> linear head onto the
-k-means classes. Cross-entropy on masked frames only.
-
-Corpus: work/corpus/manifest.csv without any FSDD row, so the FSDD
-leave-one-speaker-out probe (recipes/experiments/probe_encoders.py) stays on unseen data.
-Everything is written under --root (default work/ssl), nothing in git;
-no pickle anywhere (numpy .npy, safetensors, JSON).
-
-Usage:
-    python -m recipes.experiments.ssl_encoder features                 # log-mel of the corpus -> feats.npy + index.json
-    python -m recipes.experiments.ssl_encoder targets                  # iteration 1: k-means 100 on log-mel -> targets_it1.npy
-    python -m recipes.experiments.ssl_encoder train --minutes 30       # resumable: re-run the same command to continue
-    python -m recipes.experiments.ssl_encoder targets --from-ckpt work/ssl/it1 --layer 2 --name it2   # iteration 2
-    python -m recipes.experiments.ssl_encoder train --targets it2 --out work/ssl/it2 --minutes 15
-    python -m recipes.experiments.ssl_encoder probe --ckpt work/ssl/it1 --seeds 3
-Results: docs/ENCODER_COMPARISON.md, section 6.
+Everything is written under --root (default $SPEECHPROMPT_WORK/ssl), nothing in git, no pickle.
+Model and full usage: docs/RECIPES.md#ssl_encoder. Results: docs/ENCODER_COMPARISON.md, section 6.
 """
 
 from __future__ import annotations
@@ -148,7 +129,8 @@ class SSLEncoder(nn.Module):
         B, n, _ = mel.shape
         mel_lengths = mel_lengths if mel_lengths is not None else torch.full((B,), n)
         lengths = self.out_lengths(mel_lengths)
-        mel_valid = (torch.arange(n)[None] < mel_lengths[:, None])[:, None, :]  # padding acts as the zeros of an unpadded run
+        # padding acts as the zeros of an unpadded run
+        mel_valid = (torch.arange(n)[None] < mel_lengths[:, None])[:, None, :]
         x = F.gelu(self.conv1(mel.transpose(1, 2) * mel_valid)) * mel_valid
         x = self.ln_feat(F.gelu(self.conv2(x)).transpose(1, 2))  # [B, T, d]
         T = x.shape[1]
@@ -179,7 +161,8 @@ class SSLEncoder(nn.Module):
         with torch.no_grad():
             acc = (logits[sel].argmax(-1) == targets[sel]).float().mean().item()
             unmasked = ~mask & (targets >= 0)
-            acc_u = (logits[unmasked].argmax(-1) == targets[unmasked]).float().mean().item() if unmasked.any() else float("nan")
+            acc_u = ((logits[unmasked].argmax(-1) == targets[unmasked]).float().mean().item() if unmasked.any()
+                     else float("nan"))
         return loss, {"masked_frac": sel.sum().item() / max(1, int((targets >= 0).sum())), "acc_masked": acc,
                       "acc_unmasked": acc_u}
 
@@ -187,7 +170,8 @@ class SSLEncoder(nn.Module):
 # ----------------------------------------------------------------------------- checkpoints (safetensors + JSON)
 
 def save_checkpoint(out: Path, model: SSLEncoder, opt: torch.optim.Optimizer | None, state: dict) -> None:
-    """Write model.safetensors, optim.safetensors (flattened AdamW state) and state.json; each via a temp file + rename."""
+    """Write model.safetensors, optim.safetensors (flattened AdamW state) and state.json; each via a temp file
+    + rename."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)

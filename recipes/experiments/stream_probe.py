@@ -2,16 +2,8 @@
 
     python -m recipes.experiments.stream_probe            # every task; writes docs/STREAM_PROBE.md
 
-A prompt sees a clip only through the backbone's three streams (units, duration buckets, pitch buckets). This
-probe throws the order away and fits a standardised logistic regression on per-clip histograms:
-
-  units     share of each of the 100 units
-  prosody   share of each duration bucket and pitch bucket, mean and spread of log-F0 over voiced units, length
-  all       both
-
-(C chosen on the validation split from 0.01 / 0.1 / 1; trained on the same capped training clips as the prompts,
-units from the same cache). A task whose probe, prompts and full fine-tuning all stop at the same accuracy while
-MFCC statistics do much better is limited by what the streams keep, not by prompt tuning.
+Per-clip histograms of units, of duration and pitch buckets, or both, against the prompts, full fine-tuning and
+MFCC statistics. Details: docs/RECIPES.md#stream_probe.
 """
 from __future__ import annotations
 
@@ -75,7 +67,8 @@ def run(task, bb: Backbone, cache: Path, caps: dict[str, int]) -> dict:
 
 def report(rows: dict[str, dict], bb: Backbone) -> str:
     lines = ["# What the backbone's streams carry", "",
-             f"Backbone `{bb.id}` (fingerprint `{bb.fingerprint}`). Made by `python -m recipes.experiments.stream_probe` "
+             f"Backbone `{bb.id}` (fingerprint `{bb.fingerprint}`). Made by "
+             "`python -m recipes.experiments.stream_probe` "
              "(see its docstring): a logistic regression on order-free per-clip histograms of the streams a prompt "
              "sees, against the prompts, full fine-tuning and MFCC statistics from docs/RESULTS.md (same splits, "
              "test accuracy).", "",
