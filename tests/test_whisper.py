@@ -1,4 +1,4 @@
-"""Offline tests for app/whisper.py and recipes/build/import_whisper.py.
+"""Offline tests for app/encoder/whisper.py and recipes/build/import_whisper.py.
 
 Tiny random encoders only: no wheel, no network, a few seconds on one core.
 """

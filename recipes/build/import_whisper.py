@@ -80,7 +80,7 @@ def dequantize(tensors: dict[str, torch.Tensor], name: str) -> torch.Tensor:
 
 
 def encoder_state(tensors: dict[str, torch.Tensor]) -> tuple[WhisperEncoderConfig, dict[str, torch.Tensor]]:
-    """Map CTranslate2 encoder variables to app/whisper.py parameter names."""
+    """Map CTranslate2 encoder variables to app/encoder/whisper.py parameter names."""
     n_layer = len({k.split("/")[1] for k in tensors if re.match(r"encoder/layer_\d+/", k)})
     conv1 = tensors["encoder/conv1/weight"]
     cfg = WhisperEncoderConfig(
@@ -121,7 +121,7 @@ def load_wav(path: Path) -> torch.Tensor:
 
 
 def verify(out: Path, model_dir: Path, wav_path: Path) -> None:
-    """Compare app/whisper.py (converted weights) with ctranslate2's Whisper encoder."""
+    """Compare app/encoder/whisper.py (converted weights) with ctranslate2's Whisper encoder."""
     import ctranslate2
     import numpy as np
 
