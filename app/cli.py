@@ -18,7 +18,7 @@ from .engine import Engine
 from .errors import USER_ERRORS
 from .metrics import summary
 from .prompt_files import save_prompt
-from .prompting import PromptConfig, TaskInfo, check_task_id
+from .prompting import PromptConfig, PromptError, TaskInfo, check_task_id
 from .settings import DEFAULT_PROMPTS_DIR
 
 
@@ -45,10 +45,19 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--prompt-length", type=int, default=5)
     tr.add_argument("--verbalizer", choices=["learnable", "freq", "random"], default="learnable")
     tr.add_argument("--shallow", action="store_true", help="input prompt only, no deep prompt (SpeechPrompt v1)")
-    tr.add_argument("--epochs", type=int, default=40)
-    tr.add_argument("--lr", type=float, default=5e-3)
-    tr.add_argument("--batch-size", type=int, default=32)
-    tr.add_argument("--val-fraction", type=float, default=0.15)
+    tr.add_argument("--copies", type=int, default=None,
+                    help="perturbed copies of each clip (speed, pitch, room, noise), encoded too (default: the app's)")
+    tr.add_argument("--steps", type=int, default=None, help="optimisation steps (default: the app's few-shot budget)")
+    tr.add_argument("--epochs", type=int, default=None, help="a number of epochs instead of --steps")
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--batch-size", type=int, default=None)
+    tr.add_argument("--val-fraction", type=float, default=0.0,
+                    help="hold out this share of each class to pick the best epoch (default 0: every clip trains)")
+    tr.add_argument("--read-at", choices=["mean", "separator"], default="mean",
+                    help="the verbalizer reads the LM's next-token output averaged over the clip, or at the separator")
+    tr.add_argument("--transfer", default=None, metavar="TASK",
+                    help="start from this installed prompt's input/deep prompt and separator (SPoT; default: the "
+                         "app's, 'commands', when installed with the same shape; 'none': a fresh prompt)")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--title", default="")
     tr.add_argument("--description", default="")
@@ -189,9 +198,13 @@ def cmd_eval(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from dataclasses import replace
+
     from tqdm import tqdm
 
-    from .training import TrainConfig, new_prompt, stratified_split, train_prompt
+    from .settings import NOISE_DIR
+    from .training import (FEW_SHOT_SETTINGS, TrainConfig, clip_seed, few_shot_config, make_take, stratified_split,
+                           train_task)
 
     check_task_id(args.task)
     engine = Engine(Backbone.load(args.backbone))
@@ -199,29 +212,64 @@ def cmd_train(args) -> int:
     labels = sorted({lab for _, lab in items})
     if len(labels) < 2:
         raise DataError(f"{args.data} has only {len(labels)} label(s); a classifier needs at least 2.")
-    units, kept = _encode_all(engine, items, args.json)
-    y = [labels.index(lab) for lab in kept]
+    settings = replace(FEW_SHOT_SETTINGS, **{k: v for k, v in (("copies", args.copies), ("steps", args.steps),
+                       ("lr", args.lr), ("batch_size", args.batch_size)) if v is not None})
+    y = [labels.index(lab) for _, lab in items]
     tr_idx, va_idx = stratified_split(y, args.val_fraction, args.seed)
-    train = [(units[i], y[i]) for i in tr_idx]
-    val = [(units[i], y[i]) for i in va_idx]
+    val_set = set(va_idx)
+    train, val, skipped = [], [], []
+    for i, (path, lab) in enumerate(tqdm(items, desc="encoding", disable=args.json, file=sys.stderr)):
+        try:
+            audio, units = engine.encode(path)
+        except AudioError as exc:
+            skipped.append(f"{path}: {exc}")
+            continue
+        if i in val_set:  # validation clips are scored as they are: no copies
+            val.append((units, y[i]))
+        else:
+            take = make_take(engine.backbone.encoder, audio.wav, settings.copies, clip_seed(audio.wav), NOISE_DIR,
+                             units)
+            train.append((take, y[i]))
+    for e in skipped[:5]:
+        print(f"warning: skipped {e}", file=sys.stderr)
+    if len(skipped) > 5:
+        print(f"warning: skipped {len(skipped) - 5} more files", file=sys.stderr)
     info = TaskInfo(id=args.task, labels=labels, title=args.title or args.task, description=args.description,
-                    training_data=f"{len(train)} training / {len(val)} validation clips from {args.data}")
-    config = PromptConfig(prompt_length=args.prompt_length, deep=not args.shallow, verbalizer=args.verbalizer)
+                    training_data=f"{len(train)} training (+ {settings.copies} perturbed copies each) / {len(val)} "
+                                  f"validation clips from {args.data}")
+    config = PromptConfig(prompt_length=args.prompt_length, deep=not args.shallow, verbalizer=args.verbalizer,
+                          read_at=args.read_at)
     lm = engine.backbone.lm
-    prompt = new_prompt(lm, info, config, [u for u, _ in train], args.seed)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
-    bar = tqdm(total=args.epochs, desc="training", disable=args.json, file=sys.stderr)
+    n_rows = len(train) * (1 + settings.copies)
+    cfg = few_shot_config(settings, n_rows, args.seed)
+    if args.epochs:
+        cfg = replace(cfg, epochs=args.epochs, patience=args.epochs)
+    if val:
+        cfg = replace(cfg, patience=TrainConfig.patience)
+    source = None
+    name = settings.transfer if args.transfer is None else (None if args.transfer == "none" else args.transfer)
+    if name:
+        from .prompt_files import load_prompt
+        from .training import transfer_source
+        try:
+            found = {name: load_prompt(Path(args.prompts) / name, lm.config, engine.backbone.fingerprint)}
+        except PromptError:
+            if args.transfer:  # asked for by name: say why it cannot be used
+                raise
+            found = {}  # the default's prompt is not installed for this backbone: a fresh start
+        source = transfer_source(found, config, replace(settings, transfer=name))
+    if source is not None:
+        info.extra["started_from"] = source.task
+    bar = tqdm(total=cfg.epochs, desc="training", disable=args.json, file=sys.stderr)
 
     def progress(row: dict) -> None:
         bar.update(1)
         bar.set_postfix(loss=f"{row['loss']:.3f}", train=f"{row['train_acc']:.2f}",
                         val="-" if row["val_acc"] is None else f"{row['val_acc']:.2f}")
 
-    result = train_prompt(lm, prompt, train, val or None, cfg, progress)
+    prompt, result = train_task(lm, info, config, train, val or None, cfg, settings.verbalizer_init, source,
+                                progress, args.seed)
     bar.close()
-    info.metrics = {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
-                    "epochs_run": len(result.history), "best_epoch": result.best_epoch,
-                    "train_seconds": round(result.seconds, 1)}
     out = save_prompt(prompt, args.out, engine.backbone.id, engine.backbone.fingerprint)
     obj = {"task": args.task, "out": str(out), "labels": labels, "trainable_params": prompt.num_trainable(),
            **info.metrics}

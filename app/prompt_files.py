@@ -79,7 +79,8 @@ def load_prompt(folder: str | Path, lm_config: UnitLMConfig, fingerprint: str | 
                                            or any(r not in stream_sizes(lm_config) for r in reads)):
             raise PromptError(f"verbalizer reads {reads!r}, but this LM's outputs are {list(stream_sizes(lm_config))}.")
         config = PromptConfig(prompt_length=int(meta["prompt_length"]), deep=bool(meta.get("deep", True)),
-                              verbalizer=verb["kind"], prosody=len(reads) > 1)
+                              verbalizer=verb["kind"], prosody=len(reads) > 1,
+                              read_at=str(verb.get("read_at", "separator")))
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, PromptError):
             raise

@@ -31,6 +31,7 @@ from .encoder.units import Units
 from .lm import UnitLM, UnitLMConfig
 
 VERBALIZERS = ("learnable", "freq", "random")
+READ_AT = ("separator", "mean")
 TASK_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 MAX_LABELS = 1000
 
@@ -47,13 +48,21 @@ class PromptConfig:
     deep: bool = True  # key/value prefixes at every layer
     verbalizer: str = "learnable"  # learnable | freq | random
     prosody: bool = True  # a learnable verbalizer also reads the LM's duration and pitch predictions
+    # where a learnable verbalizer reads the LM's next-token output: at the separator (the paper), or its mean over
+    # every position from the first unit to the separator ("mean": what the prompted LM expects next, on average
+    # over the clip; docs/FEWSHOT.md measures it)
+    read_at: str = "separator"
 
     def __post_init__(self) -> None:
         if not 0 <= self.prompt_length <= 64:
             raise ValueError("prompt_length must be between 0 and 64")
         if self.verbalizer not in VERBALIZERS:
             raise ValueError(f"verbalizer must be one of {VERBALIZERS}, got {self.verbalizer!r}")
+        if self.read_at not in READ_AT:
+            raise ValueError(f"read_at must be one of {READ_AT}, got {self.read_at!r}")
         self.prosody = self.prosody and self.verbalizer == "learnable"  # a fixed verbalizer reads unit tokens
+        if self.verbalizer != "learnable":
+            self.read_at = "separator"  # a fixed verbalizer reads its unit tokens at the separator
 
 
 @dataclass
@@ -196,6 +205,8 @@ class TaskPrompt(nn.Module):
             d["tokens"] = self.tokens.tolist()
         else:
             d["reads"] = list(self.reads)
+            if self.config.read_at != "separator":
+                d["read_at"] = self.config.read_at
         return d
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -245,10 +256,22 @@ def max_units(lm: UnitLM, prompts: Sequence[TaskPrompt]) -> int:
 class PromptedOutput:
     logits: dict[str, torch.Tensor]  # the LM's next-token outputs at each row's separator: "units" (B, V), ...
     class_logits: list[torch.Tensor]  # per row, (n_classes of that row's task,)
+    # rows whose verbalizer reads the mean: log of the mean next-token distribution over the clip, per stream
+    mean_logp: dict[str, torch.Tensor] | None = None
 
     @property
     def unit_logits(self) -> torch.Tensor:
         return self.logits["units"]
+
+
+def mean_log_distribution(logits: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """``logits (B, T, V)`` -> log of the mean next-token distribution over positions ``starts[b]..ends[b]``."""
+    T = logits.shape[1]
+    pos = torch.arange(T)[None, :]
+    w = ((pos >= starts[:, None]) & (pos <= ends[:, None])).to(logits.dtype)
+    w = w / w.sum(1, keepdim=True)
+    probs = torch.softmax(logits, dim=-1)
+    return torch.log(torch.einsum("bt,btv->bv", w, probs).clamp_min(1e-8))
 
 
 def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskPrompt]) -> PromptedOutput:
@@ -270,21 +293,37 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
     shared = None  # the clip's units sit at the same positions of every row: the first layer projects them once
     if one_clip and all(p.config.prompt_length == P for p in prompts):
         shared = slice(P, P + batch.lengths[0])
-    logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last, shared=shared))
+    pooled = [b for b, p in enumerate(prompts) if p.verbalizer is not None and p.config.read_at == "mean"]
+    mean_logp = None
+    if pooled:  # every position's output is needed: the last layer runs on all of them
+        h = lm.run(x, prefix, mask, shared=shared)
+        logits = lm.next_token_logits(h[torch.arange(len(rows)), last])
+        sel = torch.tensor(pooled)
+        starts = torch.tensor([prompts[b].config.prompt_length for b in pooled])
+        full = lm.next_token_logits(h[sel])
+        mean_logp = {k: mean_log_distribution(v, starts, last[sel]) for k, v in full.items()}
+    else:
+        logits = lm.next_token_logits(lm.run(x, prefix, mask, read_at=last, shared=shared))
     class_logits: list[torch.Tensor | None] = [None] * len(rows)
     groups: dict[int, list[int]] = {}
     for b, p in enumerate(prompts):
         groups.setdefault(id(p), []).append(b)
     # learnable verbalizers read standardised streams: standardise each stream they read once for every row
-    reads = {s for p in prompts if p.verbalizer is not None for s in p.reads} if len(groups) > 1 else set()
+    reads = {s for p in prompts if p.verbalizer is not None and p.config.read_at == "separator" for s in p.reads} \
+        if len(groups) > 1 else set()
     ready = {s: standardised(logits[s]) for s in reads if s in logits}
+    row_of = {b: j for j, b in enumerate(pooled)}
     for idx in groups.values():
-        sel = slice(idx[0], idx[0] + 1) if len(idx) == 1 else idx  # a slice is a view, a list copies
-        out = prompts[idx[0]].classify({k: v[sel] for k, v in logits.items()},
-                                       {k: v[sel] for k, v in ready.items()})
+        prompt = prompts[idx[0]]
+        if mean_logp is not None and idx[0] in row_of:
+            rs = [row_of[b] for b in idx]
+            out = prompt.classify({k: v[rs] for k, v in mean_logp.items()})
+        else:
+            sel = slice(idx[0], idx[0] + 1) if len(idx) == 1 else idx  # a slice is a view, a list copies
+            out = prompt.classify({k: v[sel] for k, v in logits.items()}, {k: v[sel] for k, v in ready.items()})
         for j, b in enumerate(idx):
             class_logits[b] = out[j]
-    return PromptedOutput(logits=logits, class_logits=class_logits)  # type: ignore[arg-type]
+    return PromptedOutput(logits=logits, class_logits=class_logits, mean_logp=mean_logp)  # type: ignore[arg-type]
 
 
 def _stack_prefixes(lm: UnitLM, prompts: Sequence[TaskPrompt]):

@@ -11,6 +11,9 @@ BACKBONE_ENV = "SPEECHPROMPT_BACKBONE"  # another backbone folder
 DEFAULT_PROMPTS_DIR = ROOT / "prompts"
 EXAMPLES_DIR = ROOT / "assets" / "examples"  # the bundled example clips (examples.json lists them)
 TRAIN_SET_DIR = EXAMPLES_DIR / "train_set"  # the bundled labelled set: one sub-folder per class
+# Background recordings (16 kHz wav) mixed under training takes' perturbed copies and used for the Train view's
+# background class (SPEECHPROMPT_NOISE); without them, generated coloured noise stands in.
+NOISE_DIR = Path(os.environ.get("SPEECHPROMPT_NOISE") or ROOT.parent / "shared" / "data" / "noise")
 # Every model call of the app shares one pool: at most this many clips are encoded/classified at once
 # (SPEECHPROMPT_CONCURRENCY); more would only make everyone slower on a small CPU.
 INFERENCE_CONCURRENCY = max(1, int(os.environ.get("SPEECHPROMPT_CONCURRENCY", "2")))

@@ -242,53 +242,287 @@ def stratified_split(labels: Sequence[int], val_fraction: float, seed: int = 0) 
     return sorted(train_idx), sorted(val_idx)
 
 
-# Few-shot training from a handful of clips per class: "Train a prompt" in the app, and what the benchmark times.
+# ------------------------------------------------------------------------------------------------------------------
+# The one training flow: a prompt from labelled clips (the Train view, `python -m app train`, the recipes)
+# ------------------------------------------------------------------------------------------------------------------
 MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PER_CLASS, MAX_PER_CLASS = 3, 30
 MAX_CLIP_SECONDS = 10.0  # each example clip is cut to this
-FEW_SHOT_SECONDS = 60.0  # wall-clock budget of one run
-# No early stopping on the few held-out clips (one or two per class are too noisy to judge by): a run stops when
-# every training clip is right, or when the time budget ends (then the best epoch is kept).
-FEW_SHOT = TrainConfig(epochs=80, batch_size=16, lr=1e-2, target_train_acc=1.0, max_seconds=FEW_SHOT_SECONDS,
-                       seed=0, patience=80)
+FEW_SHOT_SECONDS = 60.0  # wall-clock budget of one run (the view's; the bench's 5 x 5 target is 10 s)
+VERBALIZER_INITS = ("class_means", "random")
+
+
+@dataclass
+class Take:
+    """One labelled recording as the training flow sees it: its units, plus the units of perturbed copies of its
+    audio (:mod:`app.encoder.augment`; each copy was encoded on its own)."""
+
+    units: Units
+    copies: list[Units] = field(default_factory=list)
+
+    def __len__(self) -> int:  # a take reads like its units where a length is asked for
+        return len(self.units)
+
+
+def as_take(x: "Take | Units") -> Take:
+    return x if isinstance(x, Take) else Take(x)
+
+
+def make_take(encoder, wav: torch.Tensor, n_copies: int, seed: int, noise_dir=None, units: Units | None = None) -> Take:
+    """Encode a prepared 16 kHz clip and ``n_copies`` perturbed copies of it (speed, pitch, room, noise...)."""
+    from .encoder import augment
+
+    with torch.no_grad():
+        base = units if units is not None else encoder(wav)
+        rng = np.random.default_rng(seed)
+        return Take(base, [encoder(w) for w in augment.copies(wav, n_copies, rng, noise_dir)])
+
+
+def clip_seed(wav: torch.Tensor) -> int:
+    """A seed from a clip's samples: the same recording always gets the same perturbed copies."""
+    import zlib
+
+    return zlib.crc32(wav[:: max(1, wav.numel() // 4096)].numpy().tobytes())
+
+
+@dataclass
+class FewShotSettings:
+    """How a prompt is trained from a few takes per class (chosen by docs/FEWSHOT.md's measurements)."""
+
+    copies: int = 4  # perturbed copies of each take, encoded before training (0: none)
+    steps: int = 40  # optimisation steps; no validation split and no early stop (too few takes to judge by)
+    batch_size: int = 32
+    lr: float = 1e-2
+    verbalizer_init: str = "class_means"  # or "random"
+    unit_dropout: float = 0.0  # drop this share of a sequence's units at random in every step
+    # start the input/deep prompt and separator from this installed prompt where it has the same shape (SPoT): the
+    # shipped commands prompt helps words outside its labels too (docs/FEWSHOT.md); None: a fresh prompt
+    transfer: str | None = "commands"
+    cv_folds: int = 3  # held-out estimate: k-fold over the takes (0: none)
+    cv_steps: int = 30  # steps of each fold's shorter run
+
+    def __post_init__(self) -> None:
+        if self.verbalizer_init not in VERBALIZER_INITS:
+            raise ValueError(f"verbalizer_init must be one of {VERBALIZER_INITS}")
+
+
+FEW_SHOT_SETTINGS = FewShotSettings()
+#: The few-shot flow's prompt shape: the verbalizer reads the mean of the LM's next-token output over the clip.
+FEW_SHOT_PROMPT = PromptConfig(read_at="mean")
+
+
+def transfer_source(prompts: Mapping[str, TaskPrompt], config: PromptConfig,
+                    settings: FewShotSettings | None = None) -> TaskPrompt | None:
+    """The prompt a few-shot run starts from (SPoT): ``settings.transfer`` among the installed ``prompts`` if it is
+    there and has the same shape as ``config`` asks for (prompt length, deep or not), else None (a fresh start)."""
+    name = (settings or FEW_SHOT_SETTINGS).transfer
+    src = prompts.get(name) if name else None
+    if src is None or src.config.prompt_length != config.prompt_length or (src.deep_prompt is None) == config.deep:
+        return None
+    return src
+
+
+def expand(data: Sequence[tuple["Take | Units", int]]) -> list[tuple[Units, int]]:
+    """Takes to training rows: every take's units and each of its copies, with the take's label."""
+    out = []
+    for x, y in data:
+        t = as_take(x)
+        out += [(t.units, y)] + [(c, y) for c in t.copies]
+    return out
+
+
+def drop_units(p: float) -> Augment:
+    """A unit-level augmentation: drop each unit with probability ``p`` (never all of them)."""
+    def fn(u: Units, rng: np.random.Generator) -> Units:
+        if len(u) < 3:
+            return u
+        keep = torch.from_numpy(rng.random(len(u)) >= p)
+        if not bool(keep.any()):
+            return u
+        return replace(u, ids=u.ids[keep], durations=u.durations[keep], pitch=u.pitch[keep], frame_pitch=None)
+    return fn
+
+
+@torch.no_grad()
+def verbalizer_features(lm: UnitLM, prompt: TaskPrompt, units: Sequence[Units], batch_size: int = 64) -> torch.Tensor:
+    """What the prompt's learnable verbalizer reads for each clip: the LM's standardised next-token outputs at the
+    separator (:func:`app.prompting.verbalizer_input`)."""
+    from .prompting import verbalizer_input
+
+    rows = []
+    for i in range(0, len(units), batch_size):
+        chunk = list(units[i : i + batch_size])
+        out = prompted_forward(lm, chunk, [prompt] * len(chunk))
+        streams = out.mean_logp if prompt.config.read_at == "mean" else out.logits
+        rows.append(verbalizer_input(streams, prompt.reads))
+    return torch.cat(rows)
+
+
+@torch.no_grad()
+def init_verbalizer_from_means(lm: UnitLM, prompt: TaskPrompt, data: Sequence[tuple[Units, int]],
+                               scale: float = 2.0) -> None:
+    """Nearest-class-mean start for a learnable verbalizer: row c = mean feature of class c (centred), bias from
+    its norm, scaled so the starting logits spread by about ``scale``. Training then refines it."""
+    if prompt.verbalizer is None:
+        return
+    feats = verbalizer_features(lm, prompt, [u for u, _ in data])
+    y = torch.tensor([label for _, label in data])
+    n = len(prompt.labels)
+    means = torch.stack([feats[y == c].mean(0) if bool((y == c).any()) else feats.mean(0) for c in range(n)])
+    centre = means.mean(0)
+    w = means - centre
+    b = -0.5 * (means.pow(2).sum(1) - centre.pow(2).sum())
+    logits = feats @ w.T + b
+    s = scale / float((logits - logits.mean(1, keepdim=True)).std().clamp_min(1e-6))
+    prompt.verbalizer.weight.copy_(w * s)
+    prompt.verbalizer.bias.copy_(b * s)
+
+
+@torch.no_grad()
+def transfer_prompt(prompt: TaskPrompt, source: TaskPrompt) -> None:
+    """SPoT (Vu et al., 2022): start the input prompt, deep prompt and separator from another task's prompt."""
+    if source.config.prompt_length != prompt.config.prompt_length or (source.deep_prompt is None) != (
+            prompt.deep_prompt is None):
+        raise ValueError(f"Prompt {source.task!r} has another shape (length {source.config.prompt_length}, deep "
+                         f"{source.deep_prompt is not None}); it cannot start this one.")
+    prompt.input_prompt.copy_(source.input_prompt)
+    prompt.separator.copy_(source.separator)
+    if prompt.deep_prompt is not None:
+        prompt.deep_prompt.copy_(source.deep_prompt)
+
+
+def run_metrics(result: TrainResult, n_train: int, n_rows: int) -> dict:
+    """What every caller records about a run in the prompt's task info (one definition for all of them)."""
+    return {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
+            "epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped": result.stopped,
+            "train_seconds": round(result.seconds, 1), "train_clips": n_train, "train_rows": n_rows}
+
+
+def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence[tuple["Take | Units", int]],
+               val: Sequence[tuple[Units, int]] | None = None, cfg: TrainConfig | None = None,
+               verbalizer_init: str = "class_means", source: TaskPrompt | None = None,
+               progress: Progress | None = None, seed: int = 0) -> tuple[TaskPrompt, TrainResult]:
+    """The one way a prompt is trained, for every caller (the Train view, ``python -m app train``, the recipes):
+    a fresh prompt (or one started from ``source``: SPoT), its verbalizer started from the class means, trained
+    with only the prompt learning, then frozen, with its run recorded in ``info.metrics``. ``train`` holds takes
+    (units plus perturbed copies) or bare units; ``val``, if given, selects the best epoch and may stop early."""
+    cfg = cfg or TrainConfig(seed=seed)
+    rows = expand(train)
+    prompt = new_prompt(lm, info, config, [u for u, _ in rows], seed)
+    if source is not None:
+        transfer_prompt(prompt, source)
+    if verbalizer_init == "class_means":
+        init_verbalizer_from_means(lm, prompt, rows)
+    result = train_prompt(lm, prompt, rows, val or None, cfg, progress)
+    prompt.eval()
+    prompt.requires_grad_(False)
+    info.metrics = {**info.metrics, **run_metrics(result, len(train), len(rows))}
+    return prompt, result
+
+
+def few_shot_config(settings: FewShotSettings, n_rows: int, seed: int = 0, max_seconds: float | None = None,
+                    should_stop: Callable[[], bool] | None = None) -> TrainConfig:
+    """A fixed step budget as a TrainConfig: as many epochs as ``settings.steps`` batches need, no validation."""
+    batch = min(settings.batch_size, max(n_rows, 1))
+    epochs = max(1, round(settings.steps * batch / max(n_rows, 1)))
+    augment = drop_units(settings.unit_dropout) if settings.unit_dropout > 0 else None
+    return TrainConfig(epochs=epochs, batch_size=batch, lr=settings.lr, seed=seed, patience=epochs,
+                       max_seconds=max_seconds, augment=augment, should_stop=should_stop)
+
+
+def cross_validate(lm: UnitLM, info: TaskInfo, config: PromptConfig, data: Sequence[tuple[Take, int]],
+                   settings: FewShotSettings, source: TaskPrompt | None = None,
+                   should_stop: Callable[[], bool] | None = None) -> dict | None:
+    """Held-out estimate for the visitor: k-fold over the takes (fold f holds out every class's takes number f, f+k,
+    ...), each fold a shorter run (``settings.cv_steps``) of the same flow, scored on the held-out takes' original
+    units (never their copies). Returns accuracy, per-class accuracy and the folds, or None if too few takes."""
+    k = settings.cv_folds
+    per_class: dict[int, list[int]] = {}
+    for i, (_, y) in enumerate(data):
+        per_class.setdefault(y, []).append(i)
+    if k < 2 or min(len(v) for v in per_class.values()) < 2:
+        return None
+    k = min(k, min(len(v) for v in per_class.values()))
+    fold_of = {i: j % k for idx in per_class.values() for j, i in enumerate(idx)}
+    correct = {c: 0 for c in per_class}
+    total = {c: 0 for c in per_class}
+    start = time.perf_counter()
+    short = replace(settings, steps=settings.cv_steps)
+    for f in range(k):
+        train = [data[i] for i in range(len(data)) if fold_of[i] != f]
+        held = [data[i] for i in range(len(data)) if fold_of[i] == f]
+        sub = TaskInfo(id=info.id, labels=info.labels)
+        n_rows = len(expand(train))
+        prompt, _ = train_task(lm, sub, config, train, None, few_shot_config(short, n_rows, seed=f + 1),
+                               settings.verbalizer_init, source, seed=f + 1)
+        probs = predict_proba(prompt_logits_fn(lm, prompt), [as_take(t).units for t, _ in held])
+        for (_, y), p in zip(held, probs.argmax(1).tolist()):
+            correct[y] += int(p == y)
+            total[y] += 1
+        if should_stop is not None and should_stop():
+            return None
+    n = sum(total.values())
+    return {"accuracy": sum(correct.values()) / n, "folds": k, "takes": n, "steps_per_fold": short.steps,
+            "per_class": {info.labels[c]: correct[c] / total[c] for c in sorted(total)},
+            "seconds": round(time.perf_counter() - start, 1)}
 
 
 @dataclass
 class FewShot:
-    """A few-shot run ready to start: a fresh prompt, the examples split into training and held-out clips."""
+    """A few-shot run ready to start: the task, the takes (with their perturbed copies) and the settings."""
 
-    prompt: TaskPrompt
-    train: list[tuple[Units, int]]
-    val: list[tuple[Units, int]]
-    config: TrainConfig
+    info: TaskInfo
+    config: PromptConfig
+    train: list[tuple[Take, int]]
+    settings: FewShotSettings
+    max_seconds: float = FEW_SHOT_SECONDS
+    source: TaskPrompt | None = None
+    prompt: TaskPrompt | None = None
+    estimate: dict | None = None
+
+    @property
+    def val(self) -> list:  # no validation split: every take trains (the held-out estimate is cross-validated)
+        return []
+
+    @property
+    def rows(self) -> int:
+        return len(expand(self.train))
+
+    def train_config(self, should_stop: Callable[[], bool] | None = None) -> TrainConfig:
+        return few_shot_config(self.settings, self.rows, 0, self.max_seconds, should_stop)
 
     def run(self, lm: UnitLM, progress: Progress | None = None,
-            should_stop: Callable[[], bool] | None = None) -> TrainResult:
-        """Train (only the prompt learns), then freeze the prompt and record the run in its task info's metrics."""
-        cfg = replace(self.config, should_stop=should_stop)
-        result = train_prompt(lm, self.prompt, self.train, self.val or None, cfg, progress)
-        self.prompt.eval()
-        self.prompt.requires_grad_(False)
-        self.prompt.info.metrics = {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
-                                    "epochs_run": len(result.history), "train_seconds": round(result.seconds, 1)}
+            should_stop: Callable[[], bool] | None = None, estimate: bool = True) -> TrainResult:
+        """Train (only the prompt learns), then, if asked, the k-fold held-out estimate; both are recorded in the
+        prompt's task info (``metrics``: ``cv_accuracy`` is the estimate)."""
+        self.prompt, result = train_task(lm, self.info, self.config, self.train, None,
+                                         self.train_config(should_stop), self.settings.verbalizer_init,
+                                         self.source, progress)
+        if estimate and result.stopped not in ("stopped",):
+            self.estimate = cross_validate(lm, self.info, self.config, self.train, self.settings, self.source,
+                                           should_stop)
+            if self.estimate is not None:
+                self.info.metrics["cv_accuracy"] = round(self.estimate["accuracy"], 4)
+                self.info.metrics["cv_folds"] = self.estimate["folds"]
         return result
 
 
-def few_shot(lm: UnitLM, task: str, title: str, examples: Mapping[str, Sequence[Units]], config: PromptConfig,
-             max_seconds: float = FEW_SHOT_SECONDS) -> FewShot:
-    """Prepare training a prompt from labelled clips: ``examples`` maps each class to its clips' units. With 5 or
-    more clips in every class, a fifth of each class is held out; the prompt is seeded (same clips, same run)."""
+def few_shot(lm: UnitLM, task: str, title: str, examples: Mapping[str, Sequence["Take | Units"]], config: PromptConfig,
+             max_seconds: float = FEW_SHOT_SECONDS, settings: FewShotSettings | None = None,
+             source: TaskPrompt | None = None) -> FewShot:
+    """Prepare training a prompt from labelled takes: ``examples`` maps each class to its takes (units with their
+    perturbed copies, :func:`make_take`; bare units train without copies). Every take trains; the prompt is
+    seeded (same takes, same run)."""
     labels = list(examples)
     if not MIN_CLASSES <= len(labels) <= MAX_CLASSES or min(len(v) for v in examples.values()) < MIN_PER_CLASS:
         raise ValueError(f"Few-shot training needs {MIN_CLASSES}-{MAX_CLASSES} classes with at least "
                          f"{MIN_PER_CLASS} examples each.")
-    data = [(u, y) for y, c in enumerate(labels) for u in examples[c]]
-    ys = [y for _, y in data]
-    use_val = min(ys.count(y) for y in range(len(labels))) >= 5
-    tr_idx, va_idx = stratified_split(ys, 0.2, seed=0) if use_val else (list(range(len(data))), [])
-    train, val = [data[i] for i in tr_idx], [data[i] for i in va_idx]
+    data = [(as_take(u), y) for y, c in enumerate(labels) for u in examples[c]]
+    n_copies = sum(len(t.copies) for t, _ in data)
     info = TaskInfo(id=task, labels=labels, title=title,
                     description=f"Trained in the browser on {len(data)} clips ({', '.join(labels)}).",
-                    training_data=f"{len(train)} training / {len(val)} held-out clips given by a visitor")
-    prompt = new_prompt(lm, info, config, [u for u, _ in train], seed=0)
-    return FewShot(prompt, train, val, replace(FEW_SHOT, max_seconds=max_seconds))
+                    training_data=f"{len(data)} clips given by a visitor (+ {n_copies} perturbed copies)")
+    settings = settings or FEW_SHOT_SETTINGS
+    if source is not None and settings.transfer is not None:
+        info.extra["started_from"] = source.task  # SPoT: recorded in task.json
+    return FewShot(info, config, data, settings, max_seconds, source if settings.transfer is not None else None)

@@ -477,7 +477,7 @@ def test_closing_a_training_run_stops_its_thread(engine, monkeypatch):
 
     from app import training
 
-    monkeypatch.setattr(training, "FEW_SHOT", replace(training.FEW_SHOT, epochs=100_000))
+    monkeypatch.setattr(training, "FEW_SHOT_SETTINGS", replace(training.FEW_SHOT_SETTINGS, steps=1_000_000))
 
     s = Session()
     train_data.set_classes(s, "low, high")

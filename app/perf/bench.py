@@ -11,6 +11,7 @@ import os
 import resource
 import statistics
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,10 @@ from ..encoder.audio import prepare
 from ..engine import Engine
 from ..prompting import PromptConfig, prompted_forward
 from ..settings import serving_threads
-from ..training import MAX_CLIP_SECONDS, few_shot
-from .clips import one_second_clip, train_set
+from ..settings import NOISE_DIR
+from ..training import (FEW_SHOT_PROMPT, FEW_SHOT_SETTINGS, MAX_CLIP_SECONDS, clip_seed, few_shot, make_take,
+                        transfer_source)
+from .clips import five_by_five, one_second_clip
 from .loadtest import HttpCaller
 from .process import launched_server, vm_kb
 
@@ -104,30 +107,43 @@ def run_bench(backbone_dir=None, prompts_dir=None, repeats: int = 30, server: bo
 
 
 def live_training(engine: Engine) -> dict[str, Any]:
-    """What "Train a prompt" runs, on 3 classes x 5 clips: encode the clips (as "Add to class" does), then the
-    library's few-shot run with the view's settings until every training clip is right (or its time budget ends)."""
-    items, train_src = train_set()
-    examples: dict[str, list] = {lab: [] for lab in sorted({lab for _, lab in items})}
+    """What "Train a prompt" runs, on 5 classes x 5 clips: encode each clip and its perturbed copies (as "Add to
+    class" does), then the library's few-shot run (the step budget, no held-out split); then, timed apart, the
+    k-fold estimate the view shows after it."""
+    items, train_src = five_by_five()
+    examples: dict[str, list] = {}
     t = time.perf_counter()
     for src, label in items:
-        examples[label].append(engine.encode(src, max_seconds=MAX_CLIP_SECONDS)[1])
+        audio, units = engine.encode(src, max_seconds=MAX_CLIP_SECONDS)
+        take = make_take(engine.backbone.encoder, audio.wav, FEW_SHOT_SETTINGS.copies, clip_seed(audio.wav),
+                         NOISE_DIR, units)
+        examples.setdefault(label, []).append(take)
     encode_s = time.perf_counter() - t
     t = time.perf_counter()
     lm = engine.backbone.lm
-    shot = few_shot(lm, "bench", "bench", examples, PromptConfig(prompt_length=5, deep=True, verbalizer="learnable"))
-    shot.run(lm)
+    config = replace(FEW_SHOT_PROMPT, prompt_length=5, deep=True, verbalizer="learnable")
+    shot = few_shot(lm, "bench", "bench", examples, config, source=transfer_source(engine.prompts, config))
+    shot.run(lm, estimate=False)
     train_s = time.perf_counter() - t
+    t = time.perf_counter()
+    from ..training import cross_validate
+    est = cross_validate(lm, shot.info, shot.config, shot.train, shot.settings)
+    cv_s = time.perf_counter() - t
     m = shot.prompt.info.metrics
     epochs = int(m["epochs_run"])
     return {
         "train_set": train_src,
-        "train_3x5_seconds": round(encode_s + train_s, 2),
-        "train_3x5_encode_seconds": round(encode_s, 2),
-        "train_3x5_train_seconds": round(train_s, 2),
-        "train_3x5_epochs": epochs,
-        "train_3x5_train_acc": m["train_accuracy"],
-        "train_3x5_heldout_acc": m["val_accuracy"],
-        "train_examples_per_second": round(len(shot.train) * epochs / max(float(m["train_seconds"]), 1e-9), 1),
+        "train_5x5_seconds": round(encode_s + train_s, 2),
+        "train_5x5_encode_seconds": round(encode_s, 2),
+        "train_5x5_copies_per_clip": FEW_SHOT_SETTINGS.copies,
+        "train_5x5_train_seconds": round(train_s, 2),
+        "train_5x5_steps": FEW_SHOT_SETTINGS.steps,
+        "train_5x5_started_from": shot.source.task if shot.source is not None else None,
+        "train_5x5_epochs": epochs,
+        "train_5x5_train_acc": m["train_accuracy"],
+        "train_5x5_cv_seconds": round(cv_s, 2),
+        "train_5x5_cv_accuracy": None if est is None else round(est["accuracy"], 4),
+        "train_examples_per_second": round(shot.rows * epochs / max(float(m["train_seconds"]), 1e-9), 1),
         "trainable_params": shot.prompt.num_trainable(),
     }
 

@@ -43,3 +43,29 @@ def train_set() -> tuple[list[tuple[Any, str]], str]:
             x = sum(np.sin(2 * np.pi * k * f * t) / k for k in range(1, 8)) * np.hanning(t.size)
             items.append(((16_000, (0.3 * x / np.abs(x).max()).astype(np.float32)), label))
     return items, "synthetic harmonic tones (no bundled train set found)"
+
+
+FIVE_WORDS = ("yes", "no", "up", "down", "stop")
+
+
+def five_by_five() -> tuple[list[tuple[Any, str]], str]:
+    """5 classes x 5 clips for the few-shot timing: Speech Commands' yes/no/up/down/stop (one take per speaker) from
+    ``$SPEECHPROMPT_DATA`` (or ../shared/data) if present, else the bundled set's clips under five labels."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("SPEECHPROMPT_DATA") or ROOT.parent / "shared" / "data") / "speech_commands"
+    if all(len(list((root / w).glob("*.flac"))) >= 5 for w in FIVE_WORDS):
+        items = []
+        for w in FIVE_WORDS:
+            seen: set[str] = set()
+            for p in sorted((root / w).glob("*.flac")):
+                spk = p.name.split("_nohash_")[0]
+                if spk not in seen and len(seen) < 5:
+                    seen.add(spk)
+                    items.append((p, w))
+        return items, "Speech Commands yes/no/up/down/stop, 5 speakers each"
+    bundled, src = train_set()
+    clips = [c for c, _ in bundled]
+    return [(clips[(5 * i + j) % len(clips)], w) for i, w in enumerate(FIVE_WORDS) for j in range(5)], \
+        f"{src}, its clips under five labels"

@@ -9,17 +9,23 @@ import re
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import torch
 from gradio.utils import get_upload_folder
 
-from ..encoder.audio import AudioError
+from ..encoder.audio import TARGET_SR, AudioError, normalize_level
+from ..encoder.augment import background
 from ..data import list_labelled
 from ..engine import Engine
-from ..settings import TRAIN_SET_DIR
-from ..training import MAX_CLASSES, MAX_CLIP_SECONDS, MAX_PER_CLASS, MIN_CLASSES, MIN_PER_CLASS
+from ..settings import NOISE_DIR, TRAIN_SET_DIR
+from ..training import (FEW_SHOT_SETTINGS, MAX_CLASSES, MAX_CLIP_SECONDS, MAX_PER_CLASS, MIN_CLASSES, MIN_PER_CLASS,
+                        Take, clip_seed, make_take)
 from .feedback import fail, user_errors
 from .session import Session
 
 MAX_FILES_PER_ADD = 30
+BACKGROUND = "background"  # the class "Add a background class" makes (Teachable Machine's "Background Noise")
+BACKGROUND_TAKES = 5
 MAX_LABEL_CHARS = 40
 _UNSAFE = re.compile(r"[|`<>\\\x00-\x1f]")
 
@@ -98,13 +104,46 @@ def add_examples(engine: Engine, session: Session, label: str | None, recording:
                 warnings.append(f"'{label}' already has {MAX_PER_CLASS} examples; the rest were not added.")
                 break
             try:
-                have.append(engine.encode(path, max_seconds=MAX_CLIP_SECONDS)[1])
+                have.append(encode_take(engine, path))
             except AudioError as exc:
                 warnings.append(f"{Path(path).name}: {exc}")
     finally:
         for path in paths:
             _discard_upload(path)
     return session, examples_status(session), warnings
+
+
+def encode_take(engine: Engine, path) -> Take:
+    """A clip as the training flow wants it: its units and the units of its perturbed copies (made now, while the
+    visitor records the next take, so that training itself only trains)."""
+    audio, units = engine.encode(path, max_seconds=MAX_CLIP_SECONDS)
+    return make_take(engine.backbone.encoder, audio.wav, FEW_SHOT_SETTINGS.copies, clip_seed(audio.wav), NOISE_DIR,
+                     units)
+
+
+def background_clips(n: int, seed: int = 0, seconds: float = 1.0) -> list[torch.Tensor]:
+    """``n`` clips of room background: the background recordings (:data:`~app.settings.NOISE_DIR`) if present,
+    else generated coloured noise, each level-normalised like any clip."""
+    rng = np.random.default_rng(seed)
+    return [normalize_level(background(int(seconds * TARGET_SR), rng, NOISE_DIR)) for _ in range(n)]
+
+
+@user_errors
+def add_background(engine: Engine, session: Session) -> tuple[Session, str, list[str]]:
+    """One click: a 'background' class with a few takes of room noise, so that the prompt has an answer for 'none
+    of my words' (recordings of the visitor's own room can be added to it like any class)."""
+    if BACKGROUND in session.classes:
+        raise fail(f"There is already a '{BACKGROUND}' class; record your room's quiet into it to add more.")
+    if len(session.classes) >= MAX_CLASSES:
+        raise fail(f"At most {MAX_CLASSES} classes: remove one to add a background class.")
+    if not session.classes:
+        raise fail("Set your classes first; the background class is added to them.")
+    takes = []
+    for i, wav in enumerate(background_clips(BACKGROUND_TAKES, seed=len(session.classes))):
+        takes.append(make_take(engine.backbone.encoder, wav, FEW_SHOT_SETTINGS.copies, i, NOISE_DIR))
+    session.classes = [*session.classes, BACKGROUND]
+    session.examples[BACKGROUND] = takes
+    return session, examples_status(session), session.classes
 
 
 @user_errors
@@ -116,7 +155,7 @@ def load_bundled(engine: Engine, session: Session, folder: Path = TRAIN_SET_DIR)
     session.examples = {c: [] for c in classes}
     for path, lab in items:
         if len(session.examples[lab]) < MAX_PER_CLASS:
-            session.examples[lab].append(engine.encode(path, max_seconds=MAX_CLIP_SECONDS)[1])
+            session.examples[lab].append(encode_take(engine, path))
     return session, ", ".join(classes), examples_status(session)
 
 

@@ -20,7 +20,7 @@ from ..engine import Engine
 from ..errors import USER_ERRORS
 from ..prompt_files import prompt_file_bytes, save_prompt
 from ..prompting import PromptConfig
-from ..training import FEW_SHOT_SECONDS, MIN_PER_CLASS, few_shot
+from ..training import FEW_SHOT_PROMPT, FEW_SHOT_SECONDS, MIN_PER_CLASS, few_shot, transfer_source
 from . import plots
 from .feedback import fail, require_audio, user_errors
 from .session import Session
@@ -115,16 +115,20 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
            progress: Callable[..., Any] | None, max_seconds: float) -> Iterator[TrainUpdate]:
     task = new_task_id(engine, session, title)
     try:
-        config = PromptConfig(prompt_length=prompt_length, deep=deep, verbalizer=verbalizer)
+        config = PromptConfig(prompt_length=prompt_length, deep=deep, verbalizer=verbalizer,
+                              read_at=FEW_SHOT_PROMPT.read_at)
     except ValueError as exc:
         raise fail(str(exc)) from None
     lm = engine.backbone.lm
-    shot = few_shot(lm, task, title, {c: session.examples[c] for c in session.classes}, config, max_seconds)
-    prompt = shot.prompt
+    shot = few_shot(lm, task, title, {c: session.examples[c] for c in session.classes}, config, max_seconds,
+                    source=transfer_source(engine.prompts, config))
     history: list[dict] = []
-    intro = (f"Training **{title}**: {len(shot.train)} clips"
-             + (f" (+ {len(shot.val)} held out)" if shot.val else "") + f", {prompt.num_trainable():,} trainable "
-             f"parameters; the LM's {lm.num_params():,} stay frozen.")
+    n_copies = sum(len(t.copies) for t, _ in shot.train)
+    epochs = shot.train_config().epochs
+    intro = (f"Training **{title}**: {len(shot.train)} clips + {n_copies} perturbed copies (speed, pitch, room, "
+             f"noise), {shot.settings.steps} steps"
+             + (f", starting from the **{shot.source.info.title}** prompt" if shot.source is not None else "")
+             + f"; only the prompt learns, the LM's {lm.num_params():,} parameters stay frozen.")
     if progress is not None:
         progress(0.0, desc="Starting")
     yield TrainUpdate(intro, plots.training_figure(history), list(history))
@@ -139,24 +143,39 @@ def _train(engine: Engine, session: Session, title: str, prompt_length: int, ver
             break
         history.append(item)
         if progress is not None:
-            progress(min(item["epoch"] / shot.config.epochs, 1.0), desc=f"epoch {item['epoch']}")
-        status = f"{intro}\n\nEpoch {item['epoch']}: loss {item['loss']:.3f}, training accuracy {item['train_acc']:.0%}"
-        if item.get("val_acc") is not None:
-            status += f", held-out {item['val_acc']:.0%}"
+            progress(min(item["epoch"] / epochs, 1.0), desc=f"epoch {item['epoch']}")
+        status = (f"{intro}\n\nEpoch {item['epoch']}/{epochs}: loss {item['loss']:.3f}, "
+                  f"training accuracy {item['train_acc']:.0%}")
+        if item["epoch"] == epochs and shot.settings.cv_folds:
+            status += (f"\n\nNow estimating accuracy on new takes ({shot.settings.cv_folds}-fold cross-validation "
+                       "over your takes)…")
         yield TrainUpdate(status, plots.training_figure(history), list(history))
+    prompt = shot.prompt
     session.prompts[task] = prompt
     session.last_task = task
     zip_path = export_zip(engine, session, task)
     why = {"target": "every training clip is right", "time": f"the {max_seconds:.0f} s budget ran out",
-           "early": "held-out accuracy stopped improving", "epochs": "all epochs ran",
+           "early": "held-out accuracy stopped improving", "epochs": "the step budget ran",
            "stopped": "the run was stopped"}[result.stopped]
-    held = f", held-out {result.best_val_acc:.0%}" if result.best_val_acc is not None else ""
     done = (f"✓ Trained **{title}** (`{task}`) in {len(result.history)} epochs, {result.seconds:.1f} s "
-            f"(stopped: {why}). Training accuracy {result.train_acc:.0%}{held}.\n\n"
-            f"Only the prompt learned: {prompt.num_trainable():,} parameters "
+            f"(stopped: {why}). Training accuracy {result.train_acc:.0%} (on the takes it learned from).\n\n"
+            + estimate_text(shot.estimate) +
+            f"\n\nOnly the prompt learned: {prompt.num_trainable():,} parameters "
             f"({plots.human_bytes(prompt_file_bytes(prompt))}); the frozen LM's {lm.num_params():,} did not change. "
             "Test it below, download it, or use it in **Try a task** and **All tasks** (only you can see it).")
     yield TrainUpdate(done, plots.training_figure(history), list(history), done=True, task=task, zip_path=zip_path)
+
+
+def estimate_text(estimate: dict | None) -> str:
+    """The held-out feedback: k-fold accuracy over the visitor's takes, per class, labelled as an estimate."""
+    if not estimate:
+        return ("**On new takes:** not estimated (each class needs at least 2 takes; record more for an estimate).")
+    worst = sorted(estimate["per_class"].items(), key=lambda kv: kv[1])
+    per = ", ".join(f"{c} {a:.0%}" for c, a in worst)
+    return (f"**Estimated accuracy on new takes: {estimate['accuracy']:.0%}** ({estimate['folds']}-fold "
+            f"cross-validation: each take was classified by a shorter run, {estimate['steps_per_fold']} steps, that "
+            f"never heard it; {estimate['takes']} takes, {estimate['seconds']:.0f} s). By class: {per}. A class "
+            "far below the others needs more takes, from more voices.")
 
 
 def export_zip(engine: Engine, session: Session, task: str) -> str:

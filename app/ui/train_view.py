@@ -13,8 +13,8 @@ from ..engine import Engine
 from ..settings import TRAIN_SET_DIR
 from ..training import FEW_SHOT_SECONDS, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS
 from .session import Session
-from .train_data import (MAX_FILES_PER_ADD, add_examples, clear_examples, examples_status, load_bundled, remove_last,
-                         set_classes)
+from .train_data import (MAX_FILES_PER_ADD, add_background, add_examples, clear_examples, examples_status,
+                         load_bundled, remove_last, set_classes)
 from .train_run import test_clip, train
 from .widgets import INFERENCE
 
@@ -24,7 +24,9 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     gr.Markdown(
         f"Teach the frozen speech LM a new task by training **only a prompt**. Name {MIN_CLASSES}–{MAX_CLASSES} "
         f"classes, give each at least {MIN_PER_CLASS} examples (record, upload, or load the bundled set), then train. "
-        f"Training stops when every example is right or after {FEW_SHOT_SECONDS:.0f} s. Your examples and prompts "
+        "Takes from several voices help most: each take is also heard slower, faster, higher, lower, in a room and "
+        "in noise. After training you see an estimate of the accuracy on takes the prompt never heard "
+        f"(cross-validation over your takes). A run takes at most {FEW_SHOT_SECONDS:.0f} s. Your examples and prompts "
         "are private to this browser tab.")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
@@ -34,6 +36,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                 set_btn = gr.Button("Set classes", size="sm")
                 bundled_btn = gr.Button("Load the bundled yes / no / stop set", size="sm",
                                         visible=TRAIN_SET_DIR.is_dir(), elem_id="train-bundled")
+            background_btn = gr.Button("Add a background class (room noise, no word)", size="sm",
+                                       elem_id="train-background")
             gr.Markdown("#### 2. Examples")
             label = gr.Dropdown(choices=[], label="These examples are of class", elem_id="train-label")
             recording = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="train-recording",
@@ -73,6 +77,10 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
         session, text, table = load_bundled(engine, session)
         return session, text, table, gr.update(choices=session.classes, value=session.classes[0])
 
+    def on_background(session: Session) -> tuple:
+        session, table, names = add_background(engine, session)
+        return session, ", ".join(names), table, gr.update(choices=names, value=names[-1])
+
     def on_add(session: Session, lab: str, rec: str | None, fs: list[str] | None) -> tuple:
         session, table, warnings = add_examples(engine, session, lab, rec, fs)
         for w in warnings[:5]:
@@ -101,6 +109,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     set_btn.click(on_set, [state, classes], [state, status, label], api_visibility="private")
     classes.submit(on_set, [state, classes], [state, status, label], api_visibility="private")
     bundled_btn.click(on_bundled, [state], [state, classes, status, label], api_visibility="private", **INFERENCE)
+    background_btn.click(on_background, [state], [state, classes, status, label], api_visibility="private",
+                         **INFERENCE)
     add_btn.click(on_add, [state, label, recording, files], [state, status, recording, files], api_visibility="private",
                   **INFERENCE)
     # Record, stop, record again: each finished recording goes to the chosen class and the recorder is free again.

@@ -26,7 +26,7 @@ from app.metrics import accuracy, eer, macro_f1
 from app.prompt_files import save_prompt
 from app.prompting import PromptConfig, TaskInfo
 from app.settings import ROOT
-from app.training import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_prompt
+from app.training import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
 from recipes.common.paths import DOCS, WORK
 from recipes.common.results import (RESULTS_DIR, VARIANTS, encode_split, load_results, log, shipped,
                                     split_examples)
@@ -122,13 +122,14 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           seed=args.seed, max_seconds=args.max_minutes * 60)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description)
-        prompt = new_prompt(lm, info, PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2_units"]),
-                            [u for u, _ in train], args.seed)
+        config = PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2_units"])
         if variant == "finetune":
+            prompt = new_prompt(lm, info, config, [u for u, _ in train], args.seed)
             model, res = finetune(lm, prompt, train, val, cfg)
             logits_fn, n_params = model, model.num_trainable()
-        else:
-            res = train_prompt(lm, prompt, train, val, cfg)
+        else:  # the library's one training flow (what the Train view and `python -m app train` run), with this
+            # recipe's budget: a validation split picks the epoch; the verbalizer starts at random as it always has
+            prompt, res = train_task(lm, info, config, train, val, cfg, verbalizer_init="random", seed=args.seed)
             logits_fn, n_params = prompt_logits_fn(lm, prompt), prompt.num_trainable()
         out = {}
         for s in eval_splits:

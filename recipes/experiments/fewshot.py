@@ -1,0 +1,431 @@
+"""Few-shot benchmark: what a teacher gets from K takes per word, on speakers never recorded.
+
+    python -m recipes.experiments.fewshot                 # K = 3, 5, 10; 3 draws; both word sets; docs/FEWSHOT.md
+    python -m recipes.experiments.fewshot --ablation      # also each piece of the flow on its own (slower)
+
+Words from the shared Speech Commands (real crowd-sourced speakers): ``commands`` = yes, no, up, down, stop (in the
+shipped commands prompt's labels), ``new`` = happy, sheila, wow, forward, marvin (in no shipped task's labels). Per
+draw (seed 0, 1, 2...) and K, each word gets K takes from K different speakers (no speaker in two words), and the
+test set is every clip of those words by every other speaker; for ``commands`` the test speakers are only those the
+backbone's corpus and the commands prompt never heard (the held-out split of recipes.common.splits), the takes come
+from its training speakers. The prompt is trained by the library's own flow (``app.training.few_shot``, what the
+Train view and ``python -m app train`` run), side by side with MFCC statistics + logistic regression and the
+encoder's pooled dense frames + logistic regression. Units, copies and features are cached under work/fewshot/.
+Writes docs/FEWSHOT.md, docs/fewshot.html (plotly) and docs/fewshot.json.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.backbone import Backbone
+from app.encoder.audio import prepare
+from app.prompt_files import load_prompt
+from app.prompting import PromptConfig
+from app.settings import DEFAULT_PROMPTS_DIR
+from app.training import (FEW_SHOT_PROMPT, FEW_SHOT_SETTINGS, FewShotSettings, Take, few_shot, predict_proba,
+                          prompt_logits_fn)
+from recipes.common import splits
+from recipes.common.paths import DATA_ROOT, DOCS, WORK
+
+SETS = {"commands": ("yes", "no", "up", "down", "stop"), "new": ("happy", "sheila", "wow", "forward", "marvin")}
+MAX_COPIES = 6
+CACHE = WORK / "fewshot"
+
+#: The pieces of the flow, measured one at a time (``--ablation``); "flow" is the library's default.
+SEP, MEAN = PromptConfig(read_at="separator"), FEW_SHOT_PROMPT
+FLOW = replace(FEW_SHOT_SETTINGS, cv_folds=0, transfer=None)  # the app's flow without its SPoT start
+BARE = FewShotSettings(copies=0, verbalizer_init="random", cv_folds=0, transfer=None)
+PIECES = {
+    "plain (read at separator)": (SEP, BARE),
+    "sep + class-mean verbalizer": (SEP, replace(BARE, verbalizer_init="class_means")),
+    "sep + class-mean + 4 copies": (SEP, replace(BARE, verbalizer_init="class_means", copies=4)),
+    "sep + class-mean + 4 copies + SPoT": (SEP, replace(BARE, verbalizer_init="class_means", copies=4,
+                                                        transfer="commands")),
+    "mean readout, random verbalizer": (MEAN, BARE),
+    "mean + class-mean verbalizer": (MEAN, replace(BARE, verbalizer_init="class_means")),
+    "flow": (MEAN, FLOW),
+    "flow, 2 copies": (MEAN, replace(FLOW, copies=2)),
+    "flow, 6 copies": (MEAN, replace(FLOW, copies=6)),
+    "flow, 20 steps": (MEAN, replace(FLOW, steps=20)),
+    "flow, 80 steps": (MEAN, replace(FLOW, steps=80)),
+    "flow + unit dropout 0.1": (MEAN, replace(FLOW, unit_dropout=0.1)),
+    "flow + SPoT (commands)": (MEAN, replace(FLOW, transfer="commands")),
+}
+#: What the report calls each method (the app's default flow starts from the commands prompt: SPoT).
+SHOWN = {"prompt: flow": "prompt: flow without SPoT", "prompt: flow + SPoT (commands)": "prompt: the app's flow "
+         "(SPoT from commands)"}
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------ data
+def word_of(path: Path, label: str) -> str:
+    return path.name.split("_")[0] if label == "_unknown_" else label
+
+
+def pool(words, held_out_test: bool) -> tuple[dict, dict]:
+    """Clips of ``words`` by speaker: (training candidates, test candidates), each word -> speaker -> [paths]."""
+    parts = splits.split("speech_commands", 0, DATA_ROOT)
+    train_c: dict = {w: {} for w in words}
+    test_c: dict = {w: {} for w in words}
+    for part, items in parts.items():
+        for path, label, spk in items:
+            w = word_of(Path(path), label)
+            if w not in words:
+                continue
+            if not held_out_test or part == "train":
+                train_c[w].setdefault(spk, []).append(Path(path))
+            if not held_out_test or part != "train":
+                test_c[w].setdefault(spk, []).append(Path(path))
+    return train_c, test_c
+
+
+def draw(words, k: int, seed: int, train_c: dict, test_c: dict) -> tuple[dict, list]:
+    """K takes per word from K different speakers (no speaker twice), and the test clips of everyone else."""
+    rng = np.random.default_rng(seed)
+    used: set[str] = set()
+    takes = {}
+    for w in words:
+        spk = sorted(s for s in train_c[w] if s not in used)
+        rng.shuffle(spk)
+        chosen = spk[:k]
+        used.update(chosen)
+        takes[w] = [sorted(train_c[w][s])[int(rng.integers(len(train_c[w][s])))] for s in chosen]
+    for w in words:  # a speaker who recorded any word's take is tested on nothing
+        used.update(s for s in train_c[w] if any(p in takes[w] for p in train_c[w][s]))
+    test = [(p, w) for w in words for s, ps in sorted(test_c[w].items()) if s not in used for p in ps]
+    return takes, test
+
+
+def nested_draw(words, ks, seed, train_c, test_c) -> dict:
+    """Draws for every K from one speaker order per word, so K = 3's takes are among K = 5's (less noise)."""
+    big = max(ks)
+    takes, _ = draw(words, big, seed, train_c, test_c)
+    out = {}
+    for k in ks:
+        sub = {w: takes[w][:k] for w in words}
+        spk_used = {splits_speaker(p) for ps in takes.values() for p in ps}  # test: nobody from the largest draw
+        test = [(p, w) for w in words for s, ps in sorted(test_c[w].items()) if s not in spk_used for p in ps]
+        out[k] = (sub, test)
+    return out
+
+
+def splits_speaker(path: Path) -> str:
+    return path.stem.split("_nohash_")[0]
+
+
+# ------------------------------------------------------------------------------------------------------ cache
+class Features:
+    """Per clip, cached on disk: units, perturbed copies' units, MFCC statistics, pooled encoder frames."""
+
+    def __init__(self, bb: Backbone, noise_dir: Path) -> None:
+        self.bb, self.noise_dir = bb, noise_dir
+        self.dir = CACHE / bb.encoder_fingerprint
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.mem: dict = {}
+
+    def _path(self, p: Path, kind: str) -> Path:
+        key = hashlib.sha1(str(p.relative_to(DATA_ROOT)).encode()).hexdigest()[:16]
+        return self.dir / f"{key}.{kind}.pt"
+
+    def _get(self, p: Path, kind: str, make):
+        if (p, kind) in self.mem:
+            return self.mem[(p, kind)]
+        f = self._path(p, kind)
+        if f.exists():
+            v = torch.load(f, weights_only=False)
+        else:
+            v = make()
+            torch.save(v, f)
+        self.mem[(p, kind)] = v
+        return v
+
+    def wav(self, p: Path) -> torch.Tensor:
+        return prepare(str(p), max_seconds=10.0).wav
+
+    def units(self, p: Path):
+        return self._get(p, "units", lambda: self.bb.encoder(self.wav(p)))
+
+    def copies(self, p: Path):
+        from app.training import make_take
+        seed = int(hashlib.sha1(p.name.encode()).hexdigest()[:8], 16)
+        return self._get(p, f"copies{MAX_COPIES}", lambda: make_take(
+            self.bb.encoder, self.wav(p), MAX_COPIES, seed, self.noise_dir, self.units(p)).copies)
+
+    def take(self, p: Path, n_copies: int) -> Take:
+        return Take(self.units(p), list(self.copies(p)[:n_copies]) if n_copies else [])
+
+    def mfcc(self, p: Path) -> np.ndarray:
+        def make():
+            import torchaudio
+            m = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=20, melkwargs={
+                "n_mels": 40, "n_fft": 400, "hop_length": 160})(self.wav(p))
+            d = torch.diff(m, dim=1)
+            return torch.cat([m.mean(1), m.std(1), d.mean(1), d.std(1)]).numpy()
+        return self._get(p, "mfcc", make)
+
+    def pooled(self, p: Path) -> np.ndarray:
+        def make():
+            with torch.no_grad():
+                f = self.bb.encoder.features(self.wav(p))
+            return torch.cat([f.mean(0), f.std(0)]).numpy()
+        return self._get(p, "pooled", make)
+
+
+def lr_peer(feat, takes: dict, test: list) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    words = list(takes)
+    X = np.stack([feat(p) for w in words for p in takes[w]])
+    y = [i for i, w in enumerate(words) for _ in takes[w]]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0)).fit(X, y)
+    Xt = np.stack([feat(p) for p, _ in test])
+    return float(np.mean(clf.predict(Xt) == np.array([words.index(w) for _, w in test])))
+
+
+# ------------------------------------------------------------------------------------------------------ runs
+def prompt_accuracy(bb, feats: Features, takes: dict, test: list, piece, source) -> dict:
+    config, settings = piece
+    examples = {w: [feats.take(p, settings.copies) for p in ps] for w, ps in takes.items()}
+    t = time.perf_counter()
+    shot = few_shot(bb.lm, "fewshot", "fewshot", examples, config, settings=settings,
+                    source=source if settings.transfer else None)
+    res = shot.run(bb.lm, estimate=settings.cv_folds > 0)
+    seconds = time.perf_counter() - t
+    words = list(takes)
+    probs = predict_proba(prompt_logits_fn(bb.lm, shot.prompt), [feats.units(p) for p, _ in test])
+    acc = float((probs.argmax(1) == torch.tensor([words.index(w) for _, w in test])).float().mean())
+    out = {"accuracy": acc, "train_seconds": round(seconds, 2), "train_acc": res.train_acc}
+    if shot.estimate is not None:
+        out["cv_accuracy"] = shot.estimate["accuracy"]
+    return out
+
+
+def bundled(bb, feats: Features, source, pieces=("flow", "flow + SPoT (commands)")) -> list[dict]:
+    """The bundled yes/no/stop set (assets/examples/train_set, synthetic voices) trained by the flow, tested on the
+    real Speech Commands speakers the backbone and the commands prompt never heard (held-out split)."""
+    from app.data import list_labelled
+    from app.settings import TRAIN_SET_DIR
+    from app.training import clip_seed, make_take
+
+    items = list_labelled(TRAIN_SET_DIR)
+    words = sorted({lab for _, lab in items})
+    _, test_c = pool(words, held_out_test=True)
+    test = [(p, w) for w in words for ps in test_c[w].values() for p in ps]
+    rows = []
+    for name in pieces:
+        config, settings = PIECES[name]
+        examples: dict = {w: [] for w in words}
+        for path, lab in items:
+            wav = prepare(str(path), max_seconds=10.0).wav
+            examples[lab].append(make_take(bb.encoder, wav, settings.copies, clip_seed(wav), feats.noise_dir))
+        shot = few_shot(bb.lm, "bundled", "bundled", examples, config, settings=settings,
+                        source=source if settings.transfer else None)
+        shot.run(bb.lm, estimate=False)
+        probs = predict_proba(prompt_logits_fn(bb.lm, shot.prompt), [feats.units(p) for p, _ in test])
+        acc = float((probs.argmax(1) == torch.tensor([words.index(w) for _, w in test])).float().mean())
+        rows.append({"method": f"prompt: {name}", "accuracy": acc, "test_clips": len(test), "words": words,
+                     "train_clips": len(items)})
+        log(f"bundled set -> real speakers, {name}: {acc:.3f} ({len(test)} clips)")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------ report
+def summarise(runs: list[dict]) -> dict:
+    """(set, k, method) -> mean, min, max accuracy and the draws."""
+    out: dict = {}
+    for r in runs:
+        out.setdefault((r["set"], r["k"], r["method"]), []).append(r)
+    return {key: {"mean": float(np.mean([r["accuracy"] for r in rs])), "min": min(r["accuracy"] for r in rs),
+                  "max": max(r["accuracy"] for r in rs), "draws": len(rs),
+                  "test_clips": int(np.mean([r["test_clips"] for r in rs])),
+                  "train_seconds": (float(np.median([r["train_seconds"] for r in rs]))
+                                    if all("train_seconds" in r for r in rs) else None)}
+            for key, rs in out.items()}
+
+
+HEADLINE = ("prompt: flow", "prompt: flow + SPoT (commands)", "MFCC + LR", "pooled encoder + LR")
+
+
+def cell(v: dict | None) -> str:
+    if not v:
+        return ""
+    return f"{v['mean']:.3f} ({v['min']:.2f}-{v['max']:.2f}, {v['draws']})"
+
+
+def report(results: dict) -> None:
+    summ = summarise(results["runs"])
+    ks = sorted({k for _, k, _ in summ})
+    lines = [
+        "# Few-shot: a prompt from a few takes per word, tested on voices it never heard",
+        "",
+        "Reproduce: `python -m recipes.experiments.fewshot` (K = 3, 5, 10; 3 draws, seeds 0-2; both word sets; "
+        "`--ablation` adds each piece at K = 5). Results: [fewshot.json](fewshot.json); chart: "
+        "[fewshot.html](fewshot.html).",
+        "",
+        "Set-up: real crowd-sourced speakers of the shared Speech Commands. **commands** = yes, no, up, down, stop "
+        "(labels of the shipped commands prompt); **new** = happy, sheila, wow, forward, marvin (labels of no shipped "
+        "task). Per draw (seed d = 0, 1, 2) and K, each word gets K takes, one per speaker, from K different "
+        "speakers (no speaker in two words); the test set is every clip of the five words by every speaker not "
+        "in the draw (speaker = the file name's part before `_nohash_`). For **commands** the takes come from the "
+        "training split of `recipes.common.splits` and the test speakers from its held-out split (never in the "
+        "backbone's corpus nor in the commands prompt's training); **new** has too few speakers for that, so "
+        "its test speakers may be in the backbone's unlabelled corpus (and in the commands prompt's `_unknown_` "
+        "class). The draws for K = 3, 5, 10 are nested (one speaker order per word) and share one test set per "
+        "draw. Cells: mean accuracy (min-max over draws, number of draws).",
+        "",
+        "The prompt is trained by `app.training.few_shot` (what the Train view runs; `python -m app train` and "
+        "the prompt recipe call the same `train_task`): " + flow_text(results.get("settings", {}).get("flow")),
+        "",
+        "## Accuracy against K",
+        "",
+        "| set | method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+        "|---|---|" + "---|" * len(ks),
+    ]
+    for set_name in SETS:
+        for m in HEADLINE:
+            if any((set_name, k, m) in summ for k in ks):
+                lines.append(f"| {set_name} | {SHOWN.get(m, m)} | "
+                             + " | ".join(cell(summ.get((set_name, k, m))) for k in ks) + " |")
+    clips = {set_name: summ.get((set_name, 5, "MFCC + LR"), {}).get("test_clips") for set_name in SETS}
+    lines += ["", "Test clips per draw: " + ", ".join(f"{s} {n}" for s, n in clips.items() if n) + ".", ""]
+    pieces = [m for (_, k, m) in summ if k == 5 and m.startswith("prompt: ")]
+    pieces = [f"prompt: {p}" for p in PIECES if f"prompt: {p}" in pieces]
+    if pieces:
+        lines += ["## What each piece gives (K = 5)", "",
+                  "| prompt variant | commands | new | median train s |", "|---|---|---|---|"]
+        for m in pieces:
+            secs = [summ[(s, 5, m)]["train_seconds"] for s in SETS if (s, 5, m) in summ]
+            lines.append(f"| {m[len('prompt: '):]} | {cell(summ.get(('commands', 5, m)))} | "
+                         f"{cell(summ.get(('new', 5, m)))} | {np.median(secs) if secs else 0:.0f} |")
+        lines += ["", PIECES_NOTE, ""]
+    if results.get("bundled"):
+        lines += ["## The bundled yes / no / stop set on real speakers", "",
+                  "The Train view's bundled set (assets/examples/train_set: 5 synthetic takes per word) trained by "
+                  "the flow, tested on every held-out real Speech Commands speaker of the three words:", "",
+                  "| prompt | accuracy | test clips |", "|---|---|---|"]
+        for r in results["bundled"]:
+            lines.append(f"| {SHOWN.get(r['method'], r['method'])[len('prompt: '):]} | {r['accuracy']:.3f} | "
+                         f"{r['test_clips']} |")
+        lines.append("")
+    if results.get("timing"):
+        lines += ["## Training time", "", results["timing"], ""]
+    (DOCS / "FEWSHOT.md").write_text("\n".join(lines))
+    chart(summ, ks)
+
+
+PIECES_NOTE = (
+    "Reading: *sep* = the verbalizer reads the LM's next-token output at the separator only (SpeechPrompt v2's "
+    "design); *mean* = it reads the LM's next-token distribution averaged over every position of the clip (unit "
+    "positions and the separator; the log of that mean, standardised per stream, then the same learnable linear "
+    "verbalizer). Class-mean verbalizer: the verbalizer starts as a nearest-class-mean classifier on what it "
+    "reads. Copies: perturbed copies of each take (speed, pitch, room, noise; app/encoder/augment.py), each encoded "
+    "on its own. SPoT: the input prompt, deep prompt and separator start from the shipped commands prompt. "
+    "Train seconds were measured with 1 thread on a 2-core machine shared with other jobs (load 9-16), so they are "
+    "several times the unloaded figure (`python -m app bench`).")
+
+
+def flow_text(flow: dict | None) -> str:
+    if not flow:
+        return ""
+    return (f"every take plus {flow['copies']} perturbed copies, {flow['steps']} steps of {flow['batch_size']} "
+            f"(AdamW, lr {flow['lr']}, one-cycle), no validation split, verbalizer started from the class means and "
+            f"reading the LM's next-token distribution averaged over the clip (`read_at=\"{flow['read_at']}\"`); "
+            "SPoT only where named.")
+
+
+def chart(summ: dict, ks: list[int]) -> None:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for set_name, dash in (("commands", "solid"), ("new", "dot")):
+        for m in HEADLINE:
+            pts = [(k, summ[(set_name, k, m)]) for k in ks if (set_name, k, m) in summ]
+            if not pts:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[k for k, _ in pts], y=[v["mean"] for _, v in pts], mode="lines+markers",
+                name=f"{set_name}: {SHOWN.get(m, m)}", line=dict(dash=dash),
+                error_y=dict(type="data", symmetric=False, array=[v["max"] - v["mean"] for _, v in pts],
+                             arrayminus=[v["mean"] - v["min"] for _, v in pts])))
+    fig.update_layout(title="Few-shot accuracy on unseen speakers against takes per word (K)",
+                      xaxis=dict(title="takes per word (K), each from a different speaker", tickvals=ks),
+                      yaxis=dict(title="accuracy on other speakers", range=[0, 1.02]), template="plotly_white")
+    fig.write_html(DOCS / "fewshot.html", include_plotlyjs="cdn")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ks", nargs="*", type=int, default=[3, 5, 10])
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--sets", nargs="*", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--pieces", nargs="*", default=["flow"], help=f"of {list(PIECES)}")
+    ap.add_argument("--ablation", action="store_true", help="every piece (at K = 5)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=DOCS / "fewshot.json")
+    ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite docs/FEWSHOT.md and the chart")
+    ap.add_argument("--merge", nargs="*", type=Path, default=[], help="add the runs of other result files")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    bb = Backbone.load()
+    feats = Features(bb, DATA_ROOT / "noise")
+    source = load_prompt(DEFAULT_PROMPTS_DIR / "commands", bb.lm.config, bb.fingerprint)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    for extra in args.merge:
+        results["runs"] += json.loads(extra.read_text())["runs"]
+    done = {(r["set"], r["k"], r["draw"], r["method"]) for r in results["runs"]}
+    results["runs"] = [r for i, r in enumerate(results["runs"])
+                       if (r["set"], r["k"], r["draw"], r["method"]) not in
+                       {(q["set"], q["k"], q["draw"], q["method"]) for q in results["runs"][:i]}]
+    if args.report_only:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+        report(results)
+        return
+    pieces = list(PIECES) if args.ablation else args.pieces
+    for set_name in args.sets:
+        words = SETS[set_name]
+        train_c, test_c = pool(words, held_out_test=set_name == "commands")
+        for d in range(args.draws):
+            draws = nested_draw(words, args.ks, d, train_c, test_c)
+            for k in args.ks:
+                takes, test = draws[k]
+                methods = {f"prompt: {p}": PIECES[p] for p in pieces if k == 5 or p == "flow" or not args.ablation}
+                for name in ["MFCC + LR", "pooled encoder + LR", *methods]:
+                    if (set_name, k, d, name) in done:
+                        continue
+                    if name == "MFCC + LR":
+                        row = {"accuracy": lr_peer(feats.mfcc, takes, test)}
+                    elif name == "pooled encoder + LR":
+                        row = {"accuracy": lr_peer(feats.pooled, takes, test)}
+                    else:
+                        row = prompt_accuracy(bb, feats, takes, test, methods[name], source)
+                        row["settings"] = {**asdict(methods[name][1]), "read_at": methods[name][0].read_at}
+                    row.update({"set": set_name, "k": k, "draw": d, "seed": d, "method": name, "test_clips": len(test)})
+                    results["runs"].append(row)
+                    secs = f", {row['train_seconds']:.1f} s" if "train_seconds" in row else ""
+                    log(f"{set_name} K={k} draw {d} {name}: {row['accuracy']:.3f} ({len(test)} test clips{secs})")
+                    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if "bundled" not in results:
+        results["bundled"] = bundled(bb, feats, source)
+    results["settings"] = {"flow": {**asdict(FEW_SHOT_SETTINGS), "read_at": FEW_SHOT_PROMPT.read_at}}
+    args.out.write_text(json.dumps(results, indent=1) + "\n")
+    if not args.no_report:
+        report(results)
+    log("done")
+
+
+if __name__ == "__main__":
+    main()

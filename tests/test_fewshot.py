@@ -1,0 +1,267 @@
+"""The one training flow (issue #14): augmentation, the mean readout, class-mean verbalizer, SPoT, the k-fold
+estimate, the background class, and that the Train view, the CLI and the prompt recipe all call ``train_task``."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app import training
+from app.encoder import augment
+from app.prompt_files import load_prompt, save_prompt
+from app.prompting import PromptConfig, TaskInfo, prompted_forward, standardised
+from app.training import FewShotSettings, Take, few_shot, make_take, new_prompt, train_task
+
+from .conftest import KINDS, tone_clip
+
+SR = 16_000
+FAST = FewShotSettings(copies=2, steps=12, batch_size=8, cv_folds=3, cv_steps=4)
+
+
+def _wav(seed: int = 0, kind: str = "chirp") -> torch.Tensor:
+    return torch.from_numpy(tone_clip(kind, seed=seed)).float()
+
+
+# ------------------------------------------------------------------------------------------------ augmentation
+def test_speed_and_pitch_change_what_they_should():
+    x = _wav()
+    fast = augment.speed(x, 10, 9)  # 10/9 as fast: 9/10 of the samples
+    assert abs(fast.numel() - x.numel() * 9 / 10) <= 2
+    shifted = augment.pitch_shift(x, 9, 8)  # higher, same length
+    assert shifted.numel() == x.numel() and not torch.allclose(shifted, x)
+    # the dominant frequency of a steady tone goes up by about 9/8
+    t = torch.arange(SR) / SR
+    tone = torch.sin(2 * torch.pi * 200 * t)
+    peak = lambda w: int(torch.fft.rfft(w).abs().argmax()) * SR / w.numel()  # noqa: E731 (Hz)
+    assert abs(peak(augment.pitch_shift(tone, 9, 8)) - 225) <= 6
+    assert abs(peak(augment.speed(tone, 9, 10)) - 180) <= 4
+
+
+def test_room_noise_and_gain():
+    rng = np.random.default_rng(0)
+    x = _wav()
+    rir = augment.room_impulse(rng, rt60=0.3)
+    assert rir[0] == 1.0 and rir.numel() == int(0.3 * SR)
+    wet = augment.reverberate(x, rir)
+    assert wet.numel() == x.numel() and torch.isclose(wet.pow(2).mean(), x.pow(2).mean(), rtol=1e-3)
+    noise = augment.coloured_noise(x.numel(), rng)
+    mixed = augment.mix_at_snr(x, noise, 10.0)
+    n = mixed - x
+    assert 10 * torch.log10(x.pow(2).mean() / n.pow(2).mean()) == pytest.approx(10.0, abs=1e-3)
+    out = augment.augment(x, "gain", rng)
+    assert torch.isclose(out.pow(2).mean().sqrt(), torch.tensor(0.1), rtol=0.05)  # level-normalised at the end
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment.augment(x, "echo", rng)
+
+
+def test_background_reads_recordings_or_falls_back(tmp_path):
+    import soundfile as sf
+
+    rng = np.random.default_rng(0)
+    assert augment.background(8000, rng, tmp_path / "missing").numel() == 8000  # generated noise
+    sf.write(tmp_path / "hum.wav", (0.1 * np.sin(np.arange(32000) / 10)).astype(np.float32), SR)
+    clip = augment.background(8000, rng, tmp_path)
+    assert clip.numel() == 8000 and float(clip.abs().max()) <= 0.11
+
+
+def test_copies_are_deterministic_and_each_encoded(backbone):
+    x = _wav(3)
+    a = augment.copies(x, 5, np.random.default_rng(1))
+    b = augment.copies(x, 5, np.random.default_rng(1))
+    assert len(a) == 5 and all(torch.equal(u, v) for u, v in zip(a, b))
+    take = make_take(backbone.encoder, x, 3, seed=1)
+    assert len(take.copies) == 3 and all(len(c) > 0 for c in take.copies)
+    assert training.clip_seed(x) == training.clip_seed(x.clone())
+
+
+def test_unit_dropout_keeps_a_sequence(backbone):
+    u = backbone.encoder(_wav(2))
+    out = training.drop_units(0.5)(u, np.random.default_rng(0))
+    assert 0 < len(out) <= len(u) and out.ids.shape == out.durations.shape == out.pitch.shape
+
+
+# ------------------------------------------------------------------------------------------------ the readout
+def _units(backbone, n=3):
+    return [backbone.encoder(torch.from_numpy(tone_clip(k, seed=i))) for k in KINDS for i in range(n)]
+
+
+def test_mean_readout_is_the_mean_next_token_distribution(backbone):
+    lm = backbone.lm
+    units = _units(backbone, 1)
+    info = TaskInfo(id="t", labels=list(KINDS))
+    prompt = new_prompt(lm, info, PromptConfig(read_at="mean"), units)
+    out = prompted_forward(lm, units, [prompt] * len(units))
+    for b, u in enumerate(units):  # by hand: the sequence alone, every position's output from the first unit on
+        from app.prompting import collate
+        batch = collate([u], 10_000)
+        x = torch.cat([prompt.input_prompt, lm.embed(batch.ids, batch.dur, batch.pitch)[0], prompt.separator[None]])
+        h = lm.run(x[None], prompt.prefix()[None])
+        logits = lm.next_token_logits(h[0, prompt.config.prompt_length:])
+        feats = torch.cat([standardised(torch.log(torch.softmax(logits[s], -1).mean(0)))[None][0]
+                           for s in prompt.reads])
+        assert torch.allclose(prompt.verbalizer(feats), out.class_logits[b], atol=1e-4)
+    # batched with a separator-reading prompt, each row reads as it does alone
+    other = new_prompt(lm, TaskInfo(id="o", labels=["a", "b"]), PromptConfig(), units, seed=1)
+    mixed = prompted_forward(lm, [units[0], units[0]], [prompt, other])
+    assert torch.allclose(mixed.class_logits[0], out.class_logits[0], atol=1e-4)
+    alone = prompted_forward(lm, [units[0]], [other])
+    assert torch.allclose(mixed.class_logits[1], alone.class_logits[0], atol=1e-4)
+
+
+def test_read_at_is_saved_and_loaded(backbone, tmp_path):
+    lm = backbone.lm
+    prompt = new_prompt(lm, TaskInfo(id="m", labels=["a", "b"]), PromptConfig(read_at="mean"), [])
+    save_prompt(prompt, tmp_path / "m", backbone.id, backbone.fingerprint)
+    assert json.loads((tmp_path / "m" / "task.json").read_text())["verbalizer"]["read_at"] == "mean"
+    assert load_prompt(tmp_path / "m", lm.config, backbone.fingerprint).config.read_at == "mean"
+    old = new_prompt(lm, TaskInfo(id="s", labels=["a", "b"]), PromptConfig(), [])
+    save_prompt(old, tmp_path / "s", backbone.id, backbone.fingerprint)
+    assert "read_at" not in json.loads((tmp_path / "s" / "task.json").read_text())["verbalizer"]
+    assert load_prompt(tmp_path / "s", lm.config, backbone.fingerprint).config.read_at == "separator"
+    with pytest.raises(ValueError, match="read_at"):
+        PromptConfig(read_at="everywhere")
+
+
+# ------------------------------------------------------------------------------------------------ the flow
+def _takes(backbone, per_class=4, copies=1):
+    return {k: [make_take(backbone.encoder, _wav(i, k), copies, seed=i) for i in range(per_class)] for k in KINDS}
+
+
+def test_class_mean_start_classifies_before_any_step(backbone):
+    lm = backbone.lm
+    rows = [(u, c) for c, k in enumerate(KINDS) for u in _units(backbone, 3)[3 * c: 3 * c + 3]]
+    prompt = new_prompt(lm, TaskInfo(id="c", labels=list(KINDS)), PromptConfig(read_at="mean"), [])
+    training.init_verbalizer_from_means(lm, prompt, rows)
+    acc, _ = training.evaluate(training.prompt_logits_fn(lm, prompt), rows)
+    assert acc >= 2 / 3  # a nearest-class-mean classifier on what the verbalizer reads, before training
+
+
+def test_few_shot_uses_every_take_and_its_copies(backbone):
+    shot = few_shot(backbone.lm, "t", "T", _takes(backbone, 3, copies=2), PromptConfig(read_at="mean"),
+                    settings=FAST)
+    assert shot.val == [] and shot.rows == 9 * 3
+    res = shot.run(backbone.lm)
+    m = shot.info.metrics
+    assert m["train_clips"] == 9 and m["train_rows"] == 27 and m["val_accuracy"] is None
+    assert res.stopped == "epochs" and m["epochs_run"] == shot.train_config().epochs
+    assert 0 <= m["cv_accuracy"] <= 1 and shot.estimate["folds"] == 3 and shot.estimate["takes"] == 9
+    assert set(shot.estimate["per_class"]) == set(KINDS)
+    assert not any(p.requires_grad for p in shot.prompt.parameters())
+
+
+def test_spot_starts_from_the_source_prompt(backbone):
+    lm = backbone.lm
+    src = new_prompt(lm, TaskInfo(id="src", labels=["a", "b"]), PromptConfig(read_at="mean"), [], seed=5)
+    takes = _takes(backbone, 3, copies=0)
+    data = [(t, c) for c, k in enumerate(KINDS) for t in takes[k]]
+    cfg = training.TrainConfig(epochs=1, lr=0.0, batch_size=9)  # no learning: the start is what stays
+    prompt, _ = train_task(lm, TaskInfo(id="dst", labels=list(KINDS)), PromptConfig(read_at="mean"), data, None, cfg,
+                           source=src)
+    assert torch.equal(prompt.deep_prompt, src.deep_prompt) and torch.equal(prompt.separator, src.separator)
+    with pytest.raises(ValueError, match="another shape"):
+        training.transfer_prompt(new_prompt(lm, TaskInfo(id="x", labels=["a", "b"]), PromptConfig(prompt_length=3),
+                                            []), src)
+
+
+def test_cross_validation_needs_two_takes_per_class(backbone):
+    takes = _takes(backbone, 2, copies=0)
+    data = [(t, c) for c, k in enumerate(KINDS) for t in takes[k]]
+    info = TaskInfo(id="cv", labels=list(KINDS))
+    est = training.cross_validate(backbone.lm, info, PromptConfig(read_at="mean"), data, FAST)
+    assert est["folds"] == 2 and est["takes"] == 6
+    one = [(t, c) for c, k in enumerate(KINDS) for t in takes[k][:1]]
+    assert training.cross_validate(backbone.lm, info, PromptConfig(read_at="mean"), one, FAST) is None
+
+
+# --------------------------------------------------------------------------------------- one flow, three callers
+class Spy:
+    def __init__(self, monkeypatch, *modules):
+        self.calls = []
+        real = training.train_task
+
+        def spy(*a, **kw):
+            self.calls.append(a[1].id)
+            return real(*a, **kw)
+        for m in modules:
+            monkeypatch.setattr(m, "train_task", spy)
+
+
+def test_the_train_view_calls_train_task(monkeypatch):
+    from app.ui import train_data, train_run
+    from app.ui.session import Session
+
+    from .ui_engine import ui_engine
+
+    spy = Spy(monkeypatch, training)
+    monkeypatch.setattr(training, "FEW_SHOT_SETTINGS", FAST)
+    monkeypatch.setattr(train_data, "FEW_SHOT_SETTINGS", FAST)
+    engine = ui_engine()
+    s = Session()
+    train_data.set_classes(s, "low, high")
+    for c in ("low", "high"):
+        s.examples[c] = [train_data.make_take(engine.backbone.encoder, _wav(i, c), 1, i) for i in range(3)]
+    updates = list(train_run.train(engine, s, "Spy", 5, "learnable", True, "spy"))
+    assert spy.calls[0] == "spy" and len(spy.calls) == 1 + 3  # the run, then the 3 folds of the estimate
+    assert "Estimated accuracy on new takes" in updates[-1].status and "3-fold cross-validation" in updates[-1].status
+    assert s.prompts["spy"].config.read_at == "mean"
+
+
+def test_the_cli_calls_train_task(monkeypatch, backbone_dir, labelled_dir, tmp_path, capsys):
+    from app import cli
+
+    spy = Spy(monkeypatch, training)
+    assert cli.main(["train", "--task", "clitones", "--data", str(labelled_dir), "--out", str(tmp_path / "p"),
+                     "--backbone", str(backbone_dir), "--steps", "6", "--copies", "1", "--json"]) == 0
+    assert spy.calls == ["clitones"]
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["train_rows"] == 2 * out["train_clips"] and out["val_accuracy"] is None
+    assert json.loads((tmp_path / "p" / "task.json").read_text())["verbalizer"]["read_at"] == "mean"
+
+
+def test_the_prompt_recipe_calls_train_task(monkeypatch, backbone, tmp_path):
+    from recipes.build import train_prompts
+
+    spy = Spy(monkeypatch, train_prompts)
+    units = _units(backbone, 2)
+    labels = [c for c in range(3) for _ in range(2)]
+    stats = {"clips": 6, "speakers": 2}
+    monkeypatch.setattr(train_prompts, "encode_split", lambda *a, **k: (units, labels, stats))
+
+    class Task:
+        id, title, description, metric = "rt", "Recipe tones", "", "accuracy"
+        labels = list(KINDS)
+        splits = ("train", "val", "test")
+
+    args = argparse.Namespace(max_train=0, max_val=0, seed=0, cache=tmp_path, epochs=2, lr=1e-2, batch_size=8,
+                              patience=2, max_minutes=1.0, candidates=tmp_path / "cand")
+    out = train_prompts.run_task(backbone, Task(), ["v2"], args)
+    assert spy.calls == ["rt"] and out["v2"]["epochs_run"] >= 1
+
+
+# ------------------------------------------------------------------------------------------------ background class
+def test_background_class_in_one_click(monkeypatch):
+    import gradio as gr
+
+    from app.ui import train_data
+    from app.ui.session import Session
+
+    from .ui_engine import ui_engine
+
+    monkeypatch.setattr(train_data, "FEW_SHOT_SETTINGS", FAST)
+    engine = ui_engine()
+    s = Session()
+    with pytest.raises(gr.Error, match="Set your classes first"):
+        train_data.add_background(engine, s)
+    train_data.set_classes(s, "low, high")
+    s, status, names = train_data.add_background(engine, s)
+    assert names == ["low", "high", "background"] and s.classes[-1] == "background"
+    takes = s.examples["background"]
+    assert len(takes) == train_data.BACKGROUND_TAKES and all(len(t.copies) == FAST.copies for t in takes)
+    assert "| background | 5 | ✓ ready |" in status
+    with pytest.raises(gr.Error, match="already a 'background' class"):
+        train_data.add_background(engine, s)
