@@ -27,7 +27,9 @@ class Prediction:
     task: str
     labels: list[str]
     probs: torch.Tensor  # (n_classes,)
-    stream_probs: dict[str, torch.Tensor]  # the prompted LM's next-token distributions at the separator, per stream
+    # the prompted LM's next-token distributions the verbalizer reads, per stream: at the separator, or averaged over
+    # the clip for a prompt that reads the mean
+    stream_probs: dict[str, torch.Tensor]
 
     @property
     def unit_probs(self) -> torch.Tensor:
@@ -120,7 +122,7 @@ class Engine:
         if not prompts:
             return []
         out = prompted_forward(self.backbone.lm, [units] * len(prompts), prompts)
-        probs = {k: torch.softmax(v, dim=-1) for k, v in out.logits.items()}
+        probs = {k: torch.softmax(v, dim=-1) for k, v in (out.read_logits or out.logits).items()}
         return [
             Prediction(p.task, p.labels, torch.softmax(c, dim=-1), {k: v[i] for k, v in probs.items()})
             for i, (p, c) in enumerate(zip(prompts, out.class_logits))

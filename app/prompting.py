@@ -258,6 +258,9 @@ class PromptedOutput:
     class_logits: list[torch.Tensor]  # per row, (n_classes of that row's task,)
     # rows whose verbalizer reads the mean: log of the mean next-token distribution over the clip, per stream
     mean_logp: dict[str, torch.Tensor] | None = None
+    # what each row's verbalizer reads, as logits (B, V) per stream: the separator's, or the clip's mean for
+    # rows whose prompt reads the mean (their log-probabilities)
+    read_logits: dict[str, torch.Tensor] | None = None
 
     @property
     def unit_logits(self) -> torch.Tensor:
@@ -323,7 +326,13 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
             out = prompt.classify({k: v[sel] for k, v in logits.items()}, {k: v[sel] for k, v in ready.items()})
         for j, b in enumerate(idx):
             class_logits[b] = out[j]
-    return PromptedOutput(logits=logits, class_logits=class_logits, mean_logp=mean_logp)  # type: ignore[arg-type]
+    read = logits
+    if mean_logp is not None:
+        read = {k: v.clone() for k, v in logits.items()}
+        for k in read:
+            read[k][torch.tensor(pooled)] = mean_logp[k]
+    return PromptedOutput(logits=logits, class_logits=class_logits, mean_logp=mean_logp,  # type: ignore[arg-type]
+                          read_logits=read)
 
 
 def _stack_prefixes(lm: UnitLM, prompts: Sequence[TaskPrompt]):

@@ -105,6 +105,8 @@ def test_mean_readout_is_the_mean_next_token_distribution(backbone):
         feats = torch.cat([standardised(torch.log(torch.softmax(logits[s], -1).mean(0)))[None][0]
                            for s in prompt.reads])
         assert torch.allclose(prompt.verbalizer(feats), out.class_logits[b], atol=1e-4)
+    # what the Try view plots as "what the verbalizer reads" is that mean distribution
+    assert torch.allclose(torch.softmax(out.read_logits["units"], -1), out.mean_logp["units"].exp(), atol=1e-5)
     # batched with a separator-reading prompt, each row reads as it does alone
     other = new_prompt(lm, TaskInfo(id="o", labels=["a", "b"]), PromptConfig(), units, seed=1)
     mixed = prompted_forward(lm, [units[0], units[0]], [prompt, other])
