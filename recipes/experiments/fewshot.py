@@ -58,6 +58,8 @@ PIECES = {
     "flow, 80 steps": (MEAN, replace(FLOW, steps=80)),
     "flow + unit dropout 0.1": (MEAN, replace(FLOW, unit_dropout=0.1)),
     "flow + SPoT (commands)": (MEAN, replace(FLOW, transfer="commands")),
+    "flow + SPoT, 0 copies": (MEAN, replace(FLOW, transfer="commands", copies=0)),
+    "flow + SPoT, 2 copies": (MEAN, replace(FLOW, transfer="commands", copies=2)),
 }
 #: What the report calls each method (the app's default flow starts from the commands prompt: SPoT).
 SHOWN = {"prompt: flow": "prompt: flow without SPoT", "prompt: flow + SPoT (commands)": "prompt: the app's flow "
@@ -248,12 +250,14 @@ def summarise(runs: list[dict]) -> dict:
     out: dict = {}
     for r in runs:
         out.setdefault((r["set"], r["k"], r["method"]), []).append(r)
-    return {key: {"mean": float(np.mean([r["accuracy"] for r in rs])), "min": min(r["accuracy"] for r in rs),
+    summ: dict = {"_rows": out}
+    summ.update({key: {"mean": float(np.mean([r["accuracy"] for r in rs])), "min": min(r["accuracy"] for r in rs),
                   "max": max(r["accuracy"] for r in rs), "draws": len(rs),
                   "test_clips": int(np.mean([r["test_clips"] for r in rs])),
                   "train_seconds": (float(np.median([r["train_seconds"] for r in rs]))
                                     if all("train_seconds" in r for r in rs) else None)}
-            for key, rs in out.items()}
+            for key, rs in out.items()})
+    return summ
 
 
 HEADLINE = ("prompt: flow", "prompt: flow + SPoT (commands)", "MFCC + LR", "pooled encoder + LR")
@@ -270,7 +274,7 @@ def report(results: dict) -> None:
     K), the pieces from the ablation's draws at K = 5 (nested up to 5: a larger test set for **new**)."""
     summ = summarise([r for r in results["runs"] if r.get("nest", 10) == 10])
     pieces_summ = summarise([r for r in results["runs"] if r.get("nest", 10) == 5])
-    ks = sorted({k for _, k, _ in summ})
+    ks = sorted({key[1] for key in summ if key != "_rows"})
     lines = [
         "# Few-shot: a prompt from a few takes per word, tested on voices it never heard",
         "",
@@ -305,7 +309,7 @@ def report(results: dict) -> None:
     lines += targets(summ, results)
     clips = {set_name: summ.get((set_name, 5, "MFCC + LR"), {}).get("test_clips") for set_name in SETS}
     lines += ["", "Test clips per draw: " + ", ".join(f"{s} {n}" for s, n in clips.items() if n) + ".", ""]
-    pieces = [m for (_, k, m) in pieces_summ if k == 5 and m.startswith("prompt: ")]
+    pieces = [key[2] for key in pieces_summ if key != "_rows" and key[1] == 5 and key[2].startswith("prompt: ")]
     pieces = [f"prompt: {p}" for p in PIECES if f"prompt: {p}" in pieces]
     if pieces:
         peers = " ".join(f"{s}: MFCC + LR {cell(pieces_summ.get((s, 5, 'MFCC + LR')))}, pooled encoder + LR "
@@ -321,7 +325,9 @@ def report(results: dict) -> None:
             secs = [pieces_summ[(s, 5, m)]["train_seconds"] for s in SETS if (s, 5, m) in pieces_summ]
             lines.append(f"| {m[len('prompt: '):]} | {cell(pieces_summ.get(('commands', 5, m)))} | "
                          f"{cell(pieces_summ.get(('new', 5, m)))} | {np.median(secs) if secs else 0:.0f} |")
-        lines += ["", PIECES_NOTE, ""]
+        lines += ["", PIECES_NOTE, "", "Step by step (mean accuracy at K = 5, commands / new):", ""]
+        lines += [f"- {text}" for text in piece_steps(pieces_summ)]
+        lines.append("")
     if results.get("bundled"):
         lines += ["## The bundled yes / no / stop set on real speakers", "",
                   "The Train view's bundled set (assets/examples/train_set: 5 synthetic takes per word) trained by "
@@ -338,6 +344,39 @@ def report(results: dict) -> None:
 
 
 APP = "prompt: flow + SPoT (commands)"  # the app's default flow
+STEPS = [  # (what changes, from piece, to piece)
+    ("augmentation alone, read at the separator (4 copies, class-mean start)", "sep + class-mean verbalizer",
+     "sep + class-mean + 4 copies"),
+    ("the verbalizer reads the LM's next-token distribution averaged over the clip instead of at the separator",
+     "plain (read at separator)", "mean readout, random verbalizer"),
+    ("class-mean start of the verbalizer (mean readout, no copies)", "mean readout, random verbalizer",
+     "mean + class-mean verbalizer"),
+    ("4 perturbed copies per take (mean readout, class-mean start)", "mean + class-mean verbalizer", "flow"),
+    ("2 copies instead of 4", "flow", "flow, 2 copies"),
+    ("6 copies instead of 4", "flow", "flow, 6 copies"),
+    ("20 steps instead of 40", "flow", "flow, 20 steps"),
+    ("80 steps instead of 40", "flow", "flow, 80 steps"),
+    ("unit dropout 0.1 on top", "flow", "flow + unit dropout 0.1"),
+    ("SPoT: start from the shipped commands prompt (the app's default)", "flow", "flow + SPoT (commands)"),
+    ("SPoT with the separator readout", "sep + class-mean + 4 copies", "sep + class-mean + 4 copies + SPoT"),
+]
+
+
+def piece_steps(summ: dict) -> list[str]:
+    """One line per step of :data:`STEPS`: the change in mean accuracy on each set, on the draws both pieces ran."""
+    out = []
+    for text, a, b in STEPS:
+        parts = []
+        for s in SETS:
+            ra = {r["draw"]: r["accuracy"] for r in summ.get("_rows", {}).get((s, 5, f"prompt: {a}"), [])}
+            rb = {r["draw"]: r["accuracy"] for r in summ.get("_rows", {}).get((s, 5, f"prompt: {b}"), [])}
+            both = sorted(set(ra) & set(rb))
+            if both:
+                x, y = np.mean([ra[d] for d in both]), np.mean([rb[d] for d in both])
+                parts.append(f"{s} {x:.3f} -> {y:.3f} ({100 * (y - x):+.1f} points, {len(both)} draws)")
+        if parts:
+            out.append(f"{text}: " + "; ".join(parts))
+    return out
 
 
 def targets(summ: dict, results: dict) -> list[str]:
