@@ -1,9 +1,15 @@
 """Training on unit sequences: prompt tuning (SpeechPrompt), full fine-tuning, and few-shot training from clips.
 
-Every run goes through one loop (:func:`fit`): AdamW, class-balanced loss, a validation split with early stopping,
-seeds, an optional augmentation hook on units, and a progress callback that receives a dict per epoch, so a tqdm
-bar (CLI) and ``gr.Progress`` / a live plot (UI) can both follow along. The backbone is never modified: prompt
+Every run goes through one loop (:func:`fit`): AdamW, class-balanced loss, an optional validation split with early
+stopping, seeds, an optional augmentation hook on units, and a progress callback that receives a dict per epoch, so
+a tqdm bar (CLI) and ``gr.Progress`` / a live plot (UI) can both follow along. The backbone is never modified: prompt
 tuning trains only the prompt, fine-tuning trains a copy of the LM.
+
+Every prompt is trained by one function, :func:`train_task` (the Train view through :func:`few_shot`, ``python -m
+app train`` and recipes/build/train_prompts.py): takes (units plus the units of perturbed copies,
+:func:`make_take`), an optional start from another prompt (SPoT), a class-mean start of the verbalizer, the run, and
+one record of it in the prompt's task info. :func:`cross_validate` gives the Train view its held-out estimate.
+docs/FEWSHOT.md measures each piece.
 """
 from __future__ import annotations
 
