@@ -134,10 +134,11 @@ def unit_strip_html(units: Units, vocab_size: int | None = None) -> str:
     for u, s, d, p in zip(units.ids.tolist(), starts, units.durations.tolist(), units.pitch.tolist()):
         tip = (f"unit {u} · starts {s / units.frame_rate:.2f} s · {d / units.frame_rate * 1000:.0f} ms · "
                + (f"{p:.0f} Hz" if p > 0 else "unvoiced"))
-        spans.append(f'<span class="unit-tok" style="background:{unit_color(u)}" title="{html.escape(tip)}">{u}</span>')
+        spans.append(f'<span class="unit-tok" tabindex="0" style="background:{unit_color(u)}" '
+                     f'title="{html.escape(tip)}">{u}</span>')  # focusable: a tap shows the same (style.py)
     frames = int(units.durations.sum())
     head = (f'<div class="unit-caption">{len(spans)} units after collapsing {frames} frames '
-            f'({units.frame_rate:.0f} per second); hover a token for its timing and pitch.</div>')
+            f'({units.frame_rate:.0f} per second); hover or tap a token for its timing and pitch.</div>')
     return f'<div class="unit-strip">{head}<div class="unit-tokens">{"".join(spans)}</div></div>'
 
 
@@ -195,9 +196,9 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
     names = [stream_feature_label(k, i, V) for k in prompt.reads for i in range(streams[k].numel())]
     contrib = prompt.verbalizer.weight.detach() * x[None, :]
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
-    spacing = 0.12 if len(prompt.reads) == 1 else 0.27  # room for the longer prosody labels
-    fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=spacing,
-                        subplot_titles=[f"{prompt.labels[c]} ({float(probs[c]):.0%})" for c in shown])
+    # One panel per class, stacked: each gets the full width, so long labels never run into a neighbour's bars.
+    fig = make_subplots(rows=len(shown), cols=1, vertical_spacing=0.3 / max(len(shown), 1),
+                        subplot_titles=[f"class “{prompt.labels[c]}” ({float(probs[c]):.0%})" for c in shown])
     for j, c in enumerate(shown, start=1):
         idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
         vals = [float(contrib[c, i]) for i in idx]
@@ -206,12 +207,18 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
             marker_color=[POSITIVE if v > 0 else NEGATIVE for v in vals],
             customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(p_in[i])] for i in idx],
             hovertemplate="next token %{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input "
-                          "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
-        fig.update_yaxes(autorange="reversed", row=1, col=j)
+                          "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=j, col=1)
+        fig.update_yaxes(autorange="reversed", automargin=True, row=j, col=1)
+        fig.update_xaxes(nticks=5, tickangle=0, zeroline=True, zerolinecolor="#94a3b8", row=j, col=1)
+    fig.update_xaxes(title_text="push on the class's score (weight × the LM's standardised log-probability)",
+                     title_font_size=12, row=len(shown), col=1)
     fig.update_annotations(font_size=13)
     what = "units and prosody buckets" if len(prompt.reads) > 1 else "units"
-    return _layout(fig, 360, f"Learnable verbalizer<br><sup>{what} that push each likely class up (green) or "
-                             "down (red)</sup>", top=100)
+    return _layout(fig, 150 + 170 * len(shown), f"Learnable verbalizer<br><sup>the LM's next-token guesses ({what}) "
+                   "that push each likely class up (green) or down (red)<br>“unit 47” = speech sound no. 47 of the "
+                   f"{V - 1} the encoder knows (the coloured tokens above)"
+                   + ("; “dur” = how long the next sound lasts, in frames" if len(prompt.reads) > 1 else "")
+                   + "</sup>", top=110)
 
 
 def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence[int] = (),

@@ -16,7 +16,7 @@ from ..data import list_labelled
 from ..engine import Engine
 from ..settings import TRAIN_SET_DIR
 from ..training import MAX_CLASSES, MAX_CLIP_SECONDS, MAX_PER_CLASS, MIN_CLASSES, MIN_PER_CLASS
-from .feedback import fail, user_errors
+from .feedback import MIN_SPEECH_SECONDS, fail, user_errors
 from .session import Session
 
 MAX_FILES_PER_ADD = 30
@@ -26,7 +26,13 @@ _UNSAFE = re.compile(r"[|`<>\\\x00-\x1f]")
 
 def parse_classes(text: str | None) -> list[str]:
     """'yes, no, stop' (commas or new lines) -> ['yes', 'no', 'stop'], checked: 2 to 10 distinct names."""
-    names = [n.strip() for n in (text or "").replace("\n", ",").split(",") if n.strip()]
+    names = []
+    for line in (text or "").splitlines():  # blank lines and a comma at the end of a line are harmless
+        parts = [n.strip() for n in line.strip().strip(",").split(",")]
+        if "" in parts and line.strip(" ,"):
+            raise fail(f"'{line.strip()}' has an empty name between two commas. Name that class or remove the "
+                       "extra comma.")
+        names += [n for n in parts if n]
     if len(names) < MIN_CLASSES:
         raise fail(f"Name at least {MIN_CLASSES} classes, separated by commas (e.g. 'yes, no, stop').")
     if len(names) > MAX_CLASSES:
@@ -84,7 +90,7 @@ def add_examples(engine: Engine, session: Session, label: str | None, recording:
     paths = ([recording] if recording else []) + [str(f) for f in (files or [])]
     try:
         if not session.classes:
-            raise fail("Set the classes first.")
+            raise fail("Set the classes first (step 1), then record or upload again: this clip was not kept.")
         if label not in session.classes:
             raise fail("Choose which class these examples belong to.")
         if not paths:
@@ -97,10 +103,20 @@ def add_examples(engine: Engine, session: Session, label: str | None, recording:
             if len(have) >= MAX_PER_CLASS:
                 warnings.append(f"'{label}' already has {MAX_PER_CLASS} examples; the rest were not added.")
                 break
+            name = "the recording" if path == recording else Path(path).name
+            if not Path(path).is_file():
+                warnings.append(f"{name} is gone (already used or removed): record or upload it again.")
+                continue
             try:
-                have.append(engine.encode(path, max_seconds=MAX_CLIP_SECONDS)[1])
+                audio, units = engine.encode(path, max_seconds=MAX_CLIP_SECONDS)
             except AudioError as exc:
-                warnings.append(f"{Path(path).name}: {exc}")
+                warnings.append(f"{name}: {exc}")
+                continue
+            if audio.seconds < MIN_SPEECH_SECONDS:
+                warnings.append(f"{name}: only {audio.seconds:.2f} s of sound, too short to learn from (say a "
+                                f"whole word, at least {MIN_SPEECH_SECONDS:g} s).")
+                continue
+            have.append(units)
     finally:
         for path in paths:
             _discard_upload(path)
