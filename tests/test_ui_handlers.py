@@ -509,6 +509,7 @@ def test_closing_a_training_run_stops_its_thread(engine, monkeypatch):
 def test_try_errors_replace_the_answer_and_stay_on_the_page(engine, clip, tmp_path):
     good = try_view.answer_or_alert(engine, Session(), clip, "tones")
     assert "headline-label" in good[0] and good[1] is not None
+    assert "Confidence is not correctness" in good[0]
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
     out = try_view.answer_or_alert(engine, Session(), str(silent), "tones")

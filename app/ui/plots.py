@@ -164,7 +164,9 @@ def probs_figure(labels: Sequence[str], probs: torch.Tensor, top: int = 12,
 def headline_html(label: str, confidence: float, task_title: str) -> str:
     return (f'<div class="headline"><div class="headline-task">{html.escape(task_title)}</div>'
             f'<div class="headline-label">{html.escape(label)}</div>'
-            f'<div class="headline-conf">{confidence:.0%} confident</div></div>')
+            f'<div class="headline-conf">{confidence:.0%} confident</div>'
+            '<div class="headline-note">Confidence is not correctness: a prompt always picks one of its own classes, '
+            'even for a clip it was never meant for.</div></div>')
 
 
 def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dict[str, torch.Tensor] | torch.Tensor,
@@ -210,15 +212,14 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
                           "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=j, col=1)
         fig.update_yaxes(autorange="reversed", automargin=True, row=j, col=1)
         fig.update_xaxes(nticks=5, tickangle=0, zeroline=True, zerolinecolor="#94a3b8", row=j, col=1)
-    fig.update_xaxes(title_text="push on the class's score (weight × the LM's standardised log-probability)",
-                     title_font_size=12, row=len(shown), col=1)
+    fig.update_xaxes(title_text="push on the class score (weight × input)", title_font_size=12, row=len(shown), col=1)
     fig.update_annotations(font_size=13)
-    what = "units and prosody buckets" if len(prompt.reads) > 1 else "units"
-    return _layout(fig, 150 + 170 * len(shown), f"Learnable verbalizer<br><sup>the LM's next-token guesses ({what}) "
-                   "that push each likely class up (green) or down (red)<br>“unit 47” = speech sound no. 47 of the "
-                   f"{V - 1} the encoder knows (the coloured tokens above)"
-                   + ("; “dur” = how long the next sound lasts, in frames" if len(prompt.reads) > 1 else "")
-                   + "</sup>", top=110)
+    lines = ["the LM's next-token guesses that push each", "likely class up (green) or down (red)",
+             f"“unit 47” = speech sound no. 47 of {V - 1} (tokens above)"]
+    if len(prompt.reads) > 1:
+        lines.append("“dur” = how long the next sound lasts (frames)")
+    return _layout(fig, 170 + 170 * len(shown), "Learnable verbalizer<br><sup>" + "<br>".join(lines) + "</sup>",
+                   top=40 + 18 * len(lines) + 30)
 
 
 def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence[int] = (),
@@ -231,8 +232,8 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         return float(-(p * torch.log2(p.clamp_min(1e-12))).sum())
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16, subplot_titles=[
-        f"Frozen LM, no prompt: next unit after the clip (entropy {entropy(base):.1f} bits)",
-        f"Same frozen LM with the task prompt (entropy {entropy(prompted):.1f} bits)"])
+        f"Frozen LM, no prompt: next unit after the clip<br>(entropy {entropy(base):.1f} bits)",
+        f"Same frozen LM with the task prompt<br>(entropy {entropy(prompted):.1f} bits)"])
     for row, (p, color) in enumerate(((base, "#94a3b8"), (prompted, ACCENT)), start=1):
         fig.add_trace(go.Bar(x=list(range(V)), y=p.tolist(), marker_color=color, customdata=units,
                              hovertemplate="unit %{customdata}: %{y:.4f}<extra></extra>"), row=row, col=1)
@@ -242,7 +243,7 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
     fig.update_xaxes(title_text="unit id (the last one is the end-of-utterance token)", row=2, col=1)
     fig.update_yaxes(rangemode="tozero", tickformat=".0%")
     fig.update_layout(bargap=0.05)
-    return _layout(fig, 420, None)
+    return _layout(fig, 460, None, top=50)
 
 
 # ---------------------------------------------------------------- training and storage
