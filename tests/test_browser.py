@@ -320,6 +320,9 @@ def test_phone_viewport_never_scrolls_sideways(url, playwright):
         page.locator("#try-verbalizer .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
         shown = {"Try a task": "#try-task", "All tasks at once": "#all-run", "Train a prompt": "#train-run",
                  "How it works": "#how-diagram"}
+        for tab in shown:  # every tab name on screen (not behind Gradio's 'More tabs' menu)
+            box = page.get_by_role("tab", name=tab).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, f"the tab {tab!r} is off screen"
         for tab, selector in shown.items():
             _open_tab(page, tab)
             page.locator(selector).wait_for(timeout=TIMEOUT_MS)
@@ -369,5 +372,32 @@ def test_featured_examples_give_their_expected_labels(shipped_url, playwright):
                 got[ex.caption] = page.locator("#try-headline").inner_text().strip()
         assert got == {ex.caption: ex.label for _, ex in FEATURED}
         assert "Test accuracy" in page.locator(".task-card").first.inner_text(), "the task's accuracy stays visible"
+    finally:
+        browser.close()
+
+
+def test_a_recording_before_the_classes_leaves_no_ghost(url, playwright, tmp_path):
+    browser = _with_microphone(playwright, tmp_path / "mic.wav", "low", seed=3)
+    try:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"]).new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Train a prompt").click()
+        recorder, alert = page.locator("#train-recording"), page.locator("#train-alert")
+        recorder.locator("button.record-button").click()
+        page.wait_for_timeout(1500)
+        recorder.locator("button.stop-button").first.click()
+        sync_api.expect(alert).to_contain_text("Set the classes first", timeout=TIMEOUT_MS)
+        sync_api.expect(recorder.locator("button.record-button")).to_be_visible(timeout=TIMEOUT_MS)  # emptied
+        page.locator("#train-classes textarea, #train-classes input").first.fill("low, high")
+        page.get_by_role("button", name="Set classes").click()
+        sync_api.expect(alert).to_be_empty(timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Add to class").click()
+        sync_api.expect(alert).to_contain_text("Record a clip or upload files first", timeout=TIMEOUT_MS)
+        assert "not found" not in alert.inner_text()
+        recorder.locator("button.record-button").click()
+        page.wait_for_timeout(1500)
+        recorder.locator("button.stop-button").first.click()
+        sync_api.expect(page.locator("#train-status td", has_text="needs 2 more")).to_have_count(
+            1, timeout=TIMEOUT_MS)
     finally:
         browser.close()

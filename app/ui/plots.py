@@ -218,8 +218,11 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
              f"“unit 47” = speech sound no. 47 of {V - 1} (tokens above)"]
     if len(prompt.reads) > 1:
         lines.append("“dur” = how long the next sound lasts (frames)")
-    return _layout(fig, 170 + 170 * len(shown), "Learnable verbalizer<br><sup>" + "<br>".join(lines) + "</sup>",
-                   top=40 + 18 * len(lines) + 30)
+    top = 48 + 17 * len(lines) + 28  # the title and its lines, then room for the first panel's title
+    fig = _layout(fig, top + 170 * len(shown), "Learnable verbalizer<br><sup>" + "<br>".join(lines) + "</sup>",
+                  top=top)
+    fig.update_layout(title=dict(yref="container", y=1 - 28 / fig.layout.height, yanchor="top"))
+    return fig
 
 
 def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence[int] = (),
@@ -232,7 +235,7 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         return float(-(p * torch.log2(p.clamp_min(1e-12))).sum())
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16, subplot_titles=[
-        f"Frozen LM, no prompt: next unit after the clip<br>(entropy {entropy(base):.1f} bits)",
+        f"Frozen LM, no prompt: next unit<br>after the clip (entropy {entropy(base):.1f} bits)",
         f"Same frozen LM with the task prompt<br>(entropy {entropy(prompted):.1f} bits)"])
     for row, (p, color) in enumerate(((base, "#94a3b8"), (prompted, ACCENT)), start=1):
         fig.add_trace(go.Bar(x=list(range(V)), y=p.tolist(), marker_color=color, customdata=units,
@@ -240,7 +243,7 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         for t, lab in zip(tokens, token_labels):
             fig.add_annotation(x=t, y=float(p[t]), text=html.escape(lab), showarrow=True, arrowhead=2, ay=-24,
                                font=dict(size=11, color="#111827"), row=row, col=1)
-    fig.update_xaxes(title_text="unit id (the last one is the end-of-utterance token)", row=2, col=1)
+    fig.update_xaxes(title_text="unit id (the last one: end of utterance)", row=2, col=1)
     fig.update_yaxes(rangemode="tozero", tickformat=".0%")
     fig.update_layout(bargap=0.05)
     return _layout(fig, 460, None, top=50)

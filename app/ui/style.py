@@ -67,6 +67,7 @@ CSS = """
 .alert-title { font-weight: 600; }
 .alert-hint { font-size: 0.9rem; margin-top: 4px; color: #991b1b; }
 #all-table th, #all-table th * { white-space: nowrap; }
+#all-table td, #all-table td * { overflow-wrap: anywhere; }
 /* Touch: a tapped unit token shows its timing and pitch below the tokens (hover does the same with a mouse). */
 .unit-tok:focus { outline: 2px solid #111827; }
 .unit-tokens:has(.unit-tok:focus)::after { content: ""; flex-basis: 100%; }
@@ -76,6 +77,8 @@ CSS = """
 /* Phones: nothing wider than the screen; plot toolbars stay out of the way of titles. */
 @media (max-width: 640px) {
   .column, .form { min-width: 0 !important; }
+  /* all four tab names fit on one line at 360 px and up (Gradio measures these same buttons for its overflow) */
+  .tab-container button { padding: 6px 7px !important; font-size: 0.8rem !important; letter-spacing: -0.01em; }
   .row { flex-wrap: wrap !important; }
   .row > .column { flex-basis: 100% !important; }
   .js-plotly-plot .modebar-container { display: none !important; }
