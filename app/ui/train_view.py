@@ -5,6 +5,7 @@ Everything a visitor adds or trains is in their own session (``gr.State``): nobo
 """
 from __future__ import annotations
 
+import logging
 from typing import Any, Iterator
 
 import gradio as gr
@@ -18,6 +19,12 @@ from .train_data import (MAX_FILES_PER_ADD, add_examples, clear_examples, exampl
                          set_classes)
 from .train_run import test_clip, train
 from .widgets import INFERENCE
+
+log = logging.getLogger(__name__)
+
+
+def _busy() -> dict:
+    return gr.update(interactive=False, value="Training…")
 
 
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
@@ -123,12 +130,11 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     def on_train(session: Session, name: str, p_len: float, verb: str, use_deep: bool, request: gr.Request,
                  progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:
         """Outputs: log, curve, session, download, test box, the train button, the new task id (None unless
-        this run trained one). The button is locked while the run goes and unlocked however it ends; a refusal
-        (not enough examples...) stays in the log with what to do next."""
+        this run trained one). The click locks the button at once; this handler unlocks it however the run ends
+        (an event chained after a failed one would never run), and a refusal (not enough examples...) stays in the
+        log with what to do next."""
         visitor = getattr(request, "session_hash", None) or "anonymous"
-        busy = gr.update(interactive=False, value="Training…")
-        idle = gr.update(interactive=True, value="Train the prompt")
-        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), busy, None
+        busy, idle = _busy(), gr.update(interactive=True, value="Train the prompt")
         try:
             for up in train(engine, session, name, int(p_len), verb, use_deep, visitor, progress):
                 if not up.done:
@@ -136,8 +142,11 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                 else:
                     yield (up.status, up.curve, session, gr.update(value=up.zip_path, visible=True),
                            gr.update(visible=True), idle, up.task)
-        except gr.Error as exc:
-            yield (alert_html(message_of(exc), "Fix that, then press Train the prompt again."), gr.skip(),
+        except Exception as exc:  # noqa: BLE001 - whatever happened, the visitor can try again
+            if not isinstance(exc, gr.Error):
+                log.exception("training run failed")
+            text = message_of(exc) if isinstance(exc, gr.Error) else f"Training failed ({type(exc).__name__})."
+            yield (alert_html(text, "Fix that, then press Train the prompt again."), gr.skip(),
                    gr.skip(), gr.skip(), gr.skip(), idle, None)
 
     def on_test(session: Session, path: str | None) -> tuple:
@@ -161,9 +170,10 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     clear_yes.click(on_clear, [state], [state, status, confirm_row], api_visibility="private", queue=False)
     clear_no.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private", queue=False)
     new_task = gr.State(None)
-    trained = train_btn.click(on_train, [state, title, length, verbalizer, deep],
-                              [train_status, curve, state, download, test_box, train_btn, new_task],
-                              api_visibility="private", concurrency_id="train", concurrency_limit=1)
+    locked = train_btn.click(_busy, None, train_btn, api_visibility="private", queue=False)
+    trained = locked.then(on_train, [state, title, length, verbalizer, deep],
+                          [train_status, curve, state, download, test_box, train_btn, new_task],
+                          api_visibility="private", concurrency_id="train", concurrency_limit=1)
     test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private", **INFERENCE)
     test_audio.stop_recording(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private",
                               **INFERENCE)  # a recorded test clip is tested when the recording stops
