@@ -26,7 +26,7 @@ def build_ui(engine: Engine) -> gr.Blocks:
                    delete_cache=(1800, 3600)) as demo:
         state = gr.State(Session(), delete_callback=cleanup_session)
         gr.HTML(header_html(engine))
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab name stays on screen (on a phone too), none in a menu
             with gr.Tab("Try a task", id="try"):
                 tried = try_view.build(engine, state)
             with gr.Tab("All tasks at once", id="all"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
 from typing import Any, Callable, TypeVar
 
@@ -61,8 +62,6 @@ def message_of(exc: BaseException) -> str:
 def alert_html(message: str, hint: str = "") -> str:
     """A message that stays on the page (role=alert) until the next action replaces it; ``hint`` says what to
     do next. Plain text in, escaped HTML out (no raw markup reaches the visitor)."""
-    import html
-
     tail = f'<div class="alert-hint">{html.escape(hint)}</div>' if hint else ""
     return (f'<div class="alert" role="alert"><div class="alert-title">⚠ {html.escape(message)}</div>'
             f"{tail}</div>")

@@ -77,7 +77,7 @@ CSS = """
 /* Phones: nothing wider than the screen; plot toolbars stay out of the way of titles. */
 @media (max-width: 640px) {
   .column, .form { min-width: 0 !important; }
-  /* all four tab names fit on one line at 360 px and up (Gradio measures these same buttons for its overflow) */
+  /* all four tab names fit on one line at 360 px and up (narrower, they wrap: gr.Tabs(overflow_behavior="wrap")) */
   .tab-container button { padding: 6px 7px !important; font-size: 0.8rem !important; letter-spacing: -0.01em; }
   .row { flex-wrap: wrap !important; }
   .row > .column { flex-basis: 100% !important; }
@@ -85,6 +85,9 @@ CSS = """
   .headline-label { font-size: 1.8rem; }
   .how-arrow { transform: rotate(90deg); flex-basis: 100%; text-align: center; }
   .how-box { flex-basis: 100%; }
+  /* wide tables scroll inside themselves instead of squashing every column */
+  #how-text table { display: block; overflow-x: auto; }
+  #how-text th, #how-text td { white-space: nowrap; }
 }
 .js-plotly-plot, .plot-container { max-width: 100%; }
 """
