@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from playwright import sync_api
 
+from app.engine import Engine
 from app.ui.widgets import examples
 
 from .conftest import KINDS, tone_clip
@@ -42,11 +43,15 @@ def playwright():
 
 
 def _outcome(page) -> tuple[str, str]:
-    """Wait for the Try view's answer: ``("label", predicted label)`` or ``("error", the error toast's text)``."""
-    page.locator("#try-headline .headline-label, .toast-body.error").first.wait_for(timeout=TIMEOUT_MS)
+    """Wait for the Try view's answer: ``("label", predicted label)`` or ``("error", the on-page alert's text)``."""
+    page.locator("#try-headline .headline-label, #try-headline [role=alert], .toast-body.error").first.wait_for(
+        timeout=TIMEOUT_MS)
     label = page.locator("#try-headline .headline-label")
     if label.count():
         return "label", label.inner_text().strip()
+    alert = page.locator("#try-headline [role=alert]")
+    if alert.count():
+        return "error", alert.inner_text().strip()
     return "error", page.locator(".toast-body.error .toast-message-text").first.inner_text().strip()
 
 
@@ -205,5 +210,194 @@ def test_training_in_the_browser_is_private_to_the_visitor(url, playwright):
         alice.locator("#try-task input").click()
         mine = " | ".join(alice.locator("#try-task [data-testid=dropdown-option]").all_inner_texts())
         assert "My words" in mine
+    finally:
+        browser.close()
+
+
+# ------------------------------------------------------------------ issue #15
+
+
+def _upload(page, audio, path: Path) -> None:
+    audio.get_by_role("button", name="Upload file").click()
+    audio.locator("input[type=file]").set_input_files(str(path))
+    audio.locator(".play-pause-button").wait_for(timeout=TIMEOUT_MS)
+
+
+def test_errors_stay_on_the_page_and_stale_answers_go(url, playwright, tmp_path):
+    good = write_tone(tmp_path / "good.wav", "chirp", 11)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        audio = page.locator("#try-audio")
+        _upload(page, audio, good)
+        page.locator("#try-run").click()
+        assert _headline(page) in KINDS
+        audio.get_by_label("Clear").first.click()
+        _upload(page, audio, silent)
+        page.locator("#try-run").click()
+        alert = page.locator("#try-headline [role=alert]")
+        sync_api.expect(alert).to_contain_text("silent", timeout=TIMEOUT_MS)
+        page.wait_for_timeout(13_000)  # longer than a toast lives
+        sync_api.expect(alert).to_be_visible()
+        assert page.locator("#try-headline .headline-label").count() == 0, "the previous answer is gone"
+        assert page.locator("#try-probs .js-plotly-plot").count() == 0
+        # A new task's question was not answered yet: the old task's answer goes too.
+        audio.get_by_label("Clear").first.click()
+        _upload(page, audio, good)
+        page.locator("#try-run").click()
+        sync_api.expect(page.locator("#try-headline .headline-label")).to_be_visible(timeout=TIMEOUT_MS)
+        page.locator("#try-task input").click()
+        page.get_by_role("option", name="(tones-freq)").click()
+        sync_api.expect(page.locator("#try-headline")).to_contain_text("Task changed", timeout=TIMEOUT_MS)
+        assert page.locator("#try-headline .headline-label").count() == 0
+    finally:
+        browser.close()
+
+
+def test_train_button_recovers_after_a_refused_run(url, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.get_by_role("tab", name="Train a prompt").click()
+        button, log = page.locator("#train-run"), page.locator("#train-log")
+        button.click()  # no classes at all
+        sync_api.expect(log.locator("[role=alert]")).to_contain_text("Set the classes first", timeout=TIMEOUT_MS)
+        sync_api.expect(button).to_be_enabled(timeout=TIMEOUT_MS)
+        sync_api.expect(button).to_have_text("Train the prompt")
+        page.locator("#train-classes textarea, #train-classes input").first.fill("yes, no, stop, maybe")
+        page.get_by_role("button", name="Set classes").click()
+        sync_api.expect(page.locator("#train-status td", has_text="needs 3 more")).to_have_count(
+            4, timeout=TIMEOUT_MS)
+        button.click()  # every class under 3
+        sync_api.expect(log.locator("[role=alert]")).to_contain_text("'maybe' needs 3 more", timeout=TIMEOUT_MS)
+        assert "|" not in log.inner_text() and "**" not in log.inner_text(), "no raw markup in the message"
+        sync_api.expect(button).to_be_enabled(timeout=TIMEOUT_MS)
+        page.locator("#train-bundled").click()  # now every class is ready
+        sync_api.expect(page.locator("#train-status td", has_text="ready")).to_have_count(3, timeout=TIMEOUT_MS)
+        button.click()
+        page.locator("#train-download").wait_for(timeout=TIMEOUT_MS)
+        sync_api.expect(log).to_contain_text("Trained", timeout=TIMEOUT_MS)
+        sync_api.expect(button).to_be_enabled(timeout=TIMEOUT_MS)
+        sync_api.expect(button).to_have_text("Train the prompt")
+        # 'Clear examples' asks first; keeping them keeps them.
+        page.locator("#train-clear").click()
+        sync_api.expect(page.locator("#train-clear-confirm")).to_contain_text("Delete all 15", timeout=TIMEOUT_MS)
+        page.locator("#train-clear-no").click()
+        sync_api.expect(page.locator("#train-status td", has_text="ready")).to_have_count(3)
+        page.locator("#train-clear").click()
+        page.locator("#train-clear-yes").click()
+        sync_api.expect(page.locator("#train-status td", has_text="needs 3 more")).to_have_count(
+            3, timeout=TIMEOUT_MS)
+    finally:
+        browser.close()
+
+
+def _open_tab(page, name: str) -> None:
+    """A tab by name; on a narrow screen Gradio puts the tabs that do not fit behind 'More tabs'."""
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.first.is_visible():
+        tab.first.click()
+        return
+    page.get_by_role("button", name="More tabs").click()
+    page.locator(".overflow-dropdown button", has_text=name).click()
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
+
+
+def test_phone_viewport_never_scrolls_sideways(url, playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(**PHONE)
+        page.goto(url)
+        page.locator("#try-task").wait_for(timeout=TIMEOUT_MS)
+        page.locator("#try-example-0").click()
+        _headline(page)
+        page.locator("#try-verbalizer .js-plotly-plot").wait_for(timeout=TIMEOUT_MS)
+        shown = {"Try a task": "#try-task", "All tasks at once": "#all-run", "Train a prompt": "#train-run",
+                 "How it works": "#how-diagram"}
+        for tab in shown:  # every tab name on screen (not behind Gradio's 'More tabs' menu)
+            box = page.get_by_role("tab", name=tab).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, f"the tab {tab!r} is off screen"
+        for tab, selector in shown.items():
+            _open_tab(page, tab)
+            page.locator(selector).wait_for(timeout=TIMEOUT_MS)
+            page.wait_for_timeout(300)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{tab}: the page is {width} px wide on a 390 px screen"
+            box = page.locator(selector).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390, f"{tab}: {selector} is off screen"
+            page.screenshot(path=str(SCREENSHOTS / f"phone_{selector[1:]}.png"), full_page=True)
+        # On touch, plot toolbars stay out of the titles' way, and a tapped unit token says what it is.
+        _open_tab(page, "Try a task")
+        assert page.locator(".js-plotly-plot .modebar-container").first.is_hidden()
+        token = page.locator(".unit-tok").first
+        token.tap()
+        tip = page.evaluate("() => getComputedStyle(document.activeElement, '::after').content")
+        assert "starts 0.00 s" in tip
+    finally:
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shipped_url():
+    with served_ui(Engine.load()) as u:
+        yield u
+
+
+FEATURED = [(i, ex) for i, ex in enumerate(examples()) if ex.label]
+
+
+@pytest.mark.skipif(not FEATURED, reason="no featured example clips")
+def test_featured_examples_give_their_expected_labels(shipped_url, playwright):
+    """Every example button, clicked in the browser with the shipped backbone and prompts, answers its label."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(shipped_url)
+        got = {}
+        for i, ex in FEATURED:
+            page.locator(f"#try-example-{i}").click()
+            head = page.locator("#try-headline .headline-label")
+            try:  # a click that keeps the task and label leaves the headline as it is: wait for the new answer
+                sync_api.expect(page.locator("#try-task input")).to_have_value(re.compile(rf"\({ex.task}\)"),
+                                                                                timeout=TIMEOUT_MS)
+                sync_api.expect(head).to_have_text(ex.label, timeout=TIMEOUT_MS)
+                got[ex.caption] = head.inner_text().strip()
+            except AssertionError:
+                got[ex.caption] = page.locator("#try-headline").inner_text().strip()
+        assert got == {ex.caption: ex.label for _, ex in FEATURED}
+        assert "Test accuracy" in page.locator(".task-card").first.inner_text(), "the task's accuracy stays visible"
+    finally:
+        browser.close()
+
+
+def test_a_recording_before_the_classes_leaves_no_ghost(url, playwright, tmp_path):
+    browser = _with_microphone(playwright, tmp_path / "mic.wav", "low", seed=3)
+    try:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"]).new_page()
+        page.goto(url)
+        page.get_by_role("tab", name="Train a prompt").click()
+        recorder, alert = page.locator("#train-recording"), page.locator("#train-alert")
+        recorder.locator("button.record-button").click()
+        page.wait_for_timeout(1500)
+        recorder.locator("button.stop-button").first.click()
+        sync_api.expect(alert).to_contain_text("Set the classes first", timeout=TIMEOUT_MS)
+        sync_api.expect(recorder.locator("button.record-button")).to_be_visible(timeout=TIMEOUT_MS)  # emptied
+        page.locator("#train-classes textarea, #train-classes input").first.fill("low, high")
+        page.get_by_role("button", name="Set classes").click()
+        sync_api.expect(alert).to_be_empty(timeout=TIMEOUT_MS)
+        page.get_by_role("button", name="Add to class").click()
+        sync_api.expect(alert).to_contain_text("Record a clip or upload files first", timeout=TIMEOUT_MS)
+        assert "not found" not in alert.inner_text()
+        recorder.locator("button.record-button").click()
+        page.wait_for_timeout(1500)
+        recorder.locator("button.stop-button").first.click()
+        sync_api.expect(page.locator("#train-status td", has_text="needs 2 more")).to_have_count(
+            1, timeout=TIMEOUT_MS)
     finally:
         browser.close()

@@ -334,9 +334,13 @@ def test_train_with_a_fixed_verbalizer_and_time_budget(engine):
 
 def test_train_refuses_bad_requests(engine):
     s = Session()
-    with pytest.raises(gr.Error, match="at least 3 examples"):
+    with pytest.raises(gr.Error, match="Set the classes first"):
         next(train_run.train(engine, s, "x", 5, "learnable", True, "v3"))
     train_data.set_classes(s, "low, high")
+    s.examples = {"low": [engine.encode(torch.from_numpy(_tone("low", i)), 16000)[1] for i in range(3)], "high": []}
+    with pytest.raises(gr.Error) as refused:  # plain words: no table or markdown leaks into a message
+        next(train_run.train(engine, s, "x", 5, "learnable", True, "v3"))
+    assert refused.value.message == "Every class needs at least 3 examples before training: 'high' needs 3 more."
     s.examples = {c: [engine.encode(torch.from_numpy(_tone(c, i)), 16000)[1] for i in range(3)]
                   for c in ("low", "high")}
     with pytest.raises(gr.Error, match="under 60"):
@@ -379,8 +383,10 @@ def test_how_it_works_uses_real_numbers(engine):
     d = engine.backbone.describe()
     text = how_view.how_markdown(engine)
     assert f"{d['lm_params']:,}" in text and d["fingerprint"] in text
-    c, L, V = d["width"], d["layers"], d["vocab_size"]
-    assert f"**{5 * c + L * 2 * 5 * c + c + V * 3 + 3:,} trainable parameters**" in text
+    trained = engine.prompts["tones"]  # a 3-class prompt trained with the app's default settings
+    assert len(trained.labels) == 3 and trained.config == train_run.PromptConfig()
+    assert f"**{trained.num_trainable():,} trainable parameters**" in text  # prosody inputs counted too
+    assert "centroids*" in text and "*keys*" in text  # the words a newcomer meets are explained
     for t in engine.tasks:
         assert f"| {engine.prompts[t].num_trainable():,} |" in text
     assert text.count("| 90.0% (33%) |") == len(engine.tasks)  # the prompts' recorded test accuracy, 3 classes
@@ -432,8 +438,9 @@ def test_try_view_opens_on_digits_when_loaded(engine):
 def test_examples_are_bundled_and_small():
     clips = examples()
     assert 3 <= len(clips) <= 6
-    for caption, path, task in clips:
+    for caption, path, task, label in clips:
         assert caption and Path(path).stat().st_size < 100_000
+        assert task is None or label, f"{caption}: a featured clip says what its task should answer"
         assert task is None or (DEFAULT_PROMPTS_DIR / task / "task.json").is_file(), f"{caption}: no task {task}"
         info = sf.info(path)
         assert info.samplerate == 16000 and info.channels == 1
@@ -494,3 +501,63 @@ def test_closing_a_training_run_stops_its_thread(engine, monkeypatch):
     worker[0].join(timeout=10)
     assert not worker[0].is_alive() and time.perf_counter() - start < 5
     assert "leaving" not in s.prompts
+
+
+# ------------------------------------------------------------------ issue #15: ways forward from every state
+
+
+def test_try_errors_replace_the_answer_and_stay_on_the_page(engine, clip, tmp_path):
+    good = try_view.answer_or_alert(engine, Session(), clip, "tones")
+    assert "headline-label" in good[0] and good[1] is not None
+    assert "Confidence is not correctness" in good[0]
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, dtype=np.float32), 16000)
+    out = try_view.answer_or_alert(engine, Session(), str(silent), "tones")
+    assert 'role="alert"' in out[0] and "silent" in out[0] and "headline-label" not in out[0]
+    assert out[1:] == (None, "", None, "", None, None), "no figure of the previous answer is left"
+
+
+def test_a_new_task_clears_the_old_answer(engine, clip):
+    out = try_view.task_changed(engine, Session(), "tones-freq", clip)
+    assert "Task changed" in out[0] and "Classify" in out[0] and out[1:] == (None, "", None, "", None, None)
+    assert try_view.task_changed(engine, Session(), "tones", None)[0] == try_view.PLACEHOLDER
+
+
+def test_too_short_clips_are_refused_everywhere(engine, tmp_path):
+    short = tmp_path / "blip.wav"
+    sf.write(short, _tone("chirp", 3)[:1600], 16000)  # 0.1 s
+    with pytest.raises(gr.Error, match="too short"):
+        try_view.run_task(engine, Session(), str(short), "tones")
+    with pytest.raises(gr.Error, match="too short"):
+        all_view.run_all(engine, Session(), str(short))
+    assert 'role="alert"' in all_view.answer_or_alert(engine, Session(), str(short))[1]
+    s, _, _ = train_data.set_classes(Session(), "low, high")
+    s, status, warnings = train_data.add_examples(engine, s, "low", str(short), None)
+    assert s.examples["low"] == [] and "too short" in warnings[0] and "the recording" in warnings[0]
+
+
+def test_empty_class_names_are_refused():
+    for text in ("yes, , no", "yes,,no"):
+        with pytest.raises(gr.Error, match="empty name"):
+            train_data.parse_classes(text)
+    assert train_data.parse_classes("yes, no,\n\nstop,") == ["yes", "no", "stop"]
+
+
+def test_a_recording_before_classes_leaves_no_ghost(engine, tmp_path):
+    s = Session()
+    rec = write_tone(tmp_path / "audio.wav", "low", 1)
+    with pytest.raises(gr.Error, match="Set the classes first"):
+        train_data.add_examples(engine, s, None, str(rec), None)
+    s, _, _ = train_data.set_classes(s, "low, high")
+    rec.unlink()  # used up (an upload is removed once consumed), yet its path came back: a message, no crash
+    s, _, warnings = train_data.add_examples(engine, s, "low", str(rec), None)
+    assert warnings == ["the recording is gone (already used or removed): record or upload it again."]
+
+
+def test_verbalizer_panels_are_stacked_and_explained(engine, clip):
+    pred = engine.classify(clip, "tones")
+    fig = plots.verbalizer_figure(engine.prompts["tones"], pred.probs, pred.stream_probs)
+    domains = [fig.layout[f"xaxis{i if i > 1 else ''}"].domain for i in range(1, 4)]
+    assert all(tuple(d) == (0.0, 1.0) for d in domains), "each class's panel gets the whole width"
+    assert "speech sound no." in fig.layout.title.text
+    assert "weight ×" in fig.layout.xaxis3.title.text

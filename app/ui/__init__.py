@@ -26,7 +26,7 @@ def build_ui(engine: Engine) -> gr.Blocks:
                    delete_cache=(1800, 3600)) as demo:
         state = gr.State(Session(), delete_callback=cleanup_session)
         gr.HTML(header_html(engine))
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab name stays on screen (on a phone too), none in a menu
             with gr.Tab("Try a task", id="try"):
                 tried = try_view.build(engine, state)
             with gr.Tab("All tasks at once", id="all"):
@@ -37,15 +37,19 @@ def build_ui(engine: Engine) -> gr.Blocks:
                 how_view.build(engine)
         api.build(engine)
 
-        def after_training(session: Session) -> tuple:
-            """Put the visitor's new prompt in their task pickers and storage story."""
+        def after_training(session: Session, new_task: str | None, audio: str | None) -> tuple:
+            """Put the visitor's new prompt in their task pickers and storage story (nothing when the run was
+            refused or failed); the Try view's answer for the previous task goes."""
+            if not new_task:
+                return (gr.skip(),) * (4 + len(tried["outputs"]))
             text, fig = all_view.storage_story(session_engine(engine, session))
-            return (gr.update(choices=task_choices(engine, session), value=session.last_task),
-                    try_view.task_card(engine, session, session.last_task), text, fig)
+            return (gr.update(choices=task_choices(engine, session), value=new_task),
+                    try_view.task_card(engine, session, new_task), text, fig,
+                    *try_view.task_changed(engine, session, new_task, audio))
 
-        trained["trained"].success(after_training, [state],
-                                   [tried["task"], tried["card"], every["storage"], every["storage_fig"]],
-                                   api_visibility="private")
+        trained["trained"].then(after_training, [state, trained["new_task"], tried["audio"]],
+                                [tried["task"], tried["card"], every["storage"], every["storage_fig"],
+                                 *tried["outputs"]], api_visibility="private")
     # Model events share the "inference" pool (widgets.INFERENCE); training runs one at a time ("train").
     demo.queue(default_concurrency_limit=INFERENCE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo

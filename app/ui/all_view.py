@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from ..engine import Engine
 from . import plots
 from ..prompt_files import prompt_file_bytes
-from .feedback import fail, require_audio, user_errors
+from .feedback import alert_html, fail, message_of, require_audio, require_speech, user_errors
 from .session import Session, session_engine
 from .widgets import INFERENCE, example_buttons
 
@@ -52,6 +52,7 @@ def run_all(engine: Engine, session: Session | None, audio_path: str | None) -> 
     if not eng.tasks:
         raise fail("No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
     analysis = eng.analyze(path, eng.tasks)
+    require_speech(analysis.audio.seconds)
     rows = []
     for pred in analysis.predictions:
         order = pred.probs.argsort(descending=True).tolist()
@@ -67,6 +68,20 @@ def run_all(engine: Engine, session: Session | None, audio_path: str | None) -> 
     return AllOutputs(rows=rows, timing=timing, storage=text, storage_fig=fig)
 
 
+CONFIDENCE_NOTE = ("Confidence is not correctness: every prompt must pick one of its own classes, so it answers "
+                   "(often with 100 %) even for a clip it was never meant for, such as a sentence given to the "
+                   "digits prompt. Only the task that matches your clip gives a meaningful answer.")
+
+
+def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | None) -> tuple:
+    """The view's outputs; a problem empties the answer table and stays on the page as an alert."""
+    try:
+        return run_all(engine, session, audio_path).as_tuple()
+    except gr.Error as exc:
+        return [], alert_html(message_of(exc), "Record, upload or click an example clip, then run again."), \
+            gr.skip(), gr.skip()
+
+
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     gr.Markdown("One clip, every task prompt: the clip is turned into units once, then one batch runs through the "
                 "frozen LM with a different prompt on each row.")
@@ -77,7 +92,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             run = gr.Button("Run every task", variant="primary", elem_id="all-run")
         with gr.Column(scale=3, min_width=360):
             table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True, label="Answers",
-                                 elem_id="all-table")
+                                 elem_id="all-table", max_height=2000)  # every task's row, no inner scrolling
+            gr.Markdown(CONFIDENCE_NOTE, elem_classes=["caption"], elem_id="all-confidence-note")
             timing = gr.Markdown(elem_classes=["facts"])
     text, fig = storage_story(engine)
     with gr.Row(equal_height=False):
@@ -88,7 +104,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     outputs = [table, timing, storage, storage_fig]
 
     def on_run(session: Session, audio_path: str | None) -> tuple:
-        return run_all(engine, session, audio_path).as_tuple()
+        return answer_or_alert(engine, session, audio_path)
 
     run.click(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)
     audio.stop_recording(on_run, [state, audio], outputs, api_visibility="private", **INFERENCE)  # runs on stop

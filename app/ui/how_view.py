@@ -9,6 +9,7 @@ import gradio as gr
 from ..engine import Engine
 from . import plots
 from ..prompt_files import prompt_file_bytes
+from ..prompting import PromptConfig, TaskInfo, TaskPrompt
 
 
 def _box(title: str, body: str, kind: str = "") -> str:
@@ -23,8 +24,9 @@ def pipeline_html(engine: Engine) -> str:
     boxes = [
         _box("1 · Audio", f"mono, {d['sample_rate'] // 1000} kHz, trimmed and levelled"),
         _box("2 · Units", f"{html.escape(str(d['dense_model']))} features, {fps:.0f} frames/s → nearest of "
-                          f"{d['n_units']} k-means centroids; repeats collapsed, each unit keeps its duration "
-                          "and pitch"),
+                          f"{d['n_units']} k-means centroids (typical sounds found once by grouping many "
+                          "frames of speech; each frame becomes the number of the closest); repeats collapsed, "
+                          "each unit keeps its duration and pitch"),
         _box("3 · Frozen unit LM", f"{d['layers']} layers × {d['width']} wide, {d['heads']} heads, "
                                    f"{d['lm_params']:,} parameters that never change", "frozen"),
         _box("4 · Verbalizer", f"next-token output ({d['vocab_size']} units"
@@ -43,22 +45,54 @@ def pipeline_html(engine: Engine) -> str:
             '<div class="how-legend"><span class="seq-tok seq-prompt">P</span> trainable input prompt · '
             '<span class="seq-tok" style="background:#4e79a7">12</span> the clip\'s units (with duration and pitch '
             'embeddings) · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
-            'trainable key/value prefixes (the deep prompt) that every position can attend to.</div></div>')
+            'trainable key/value prefixes (the deep prompt): in attention each position looks things up by '
+            '<i>keys</i> and reads their <i>values</i>; the prefixes add P learned entries to every layer\'s '
+            'lookup, like invisible tokens before the clip.</div></div>')
+
+
+def example_prompt(engine: Engine, n_classes: int = 3) -> TaskPrompt:
+    """An untrained prompt shaped exactly like the one "Train a prompt" makes by default, for counting."""
+    info = TaskInfo(id="example", labels=[f"class-{i}" for i in range(n_classes)])
+    return TaskPrompt(engine.backbone.lm.config, info, PromptConfig())
+
+
+def _stream_counts(engine: Engine, prompt: TaskPrompt) -> list[int]:
+    from ..prompting import stream_sizes
+
+    sizes = stream_sizes(engine.backbone.lm.config)
+    return [sizes[s] for s in prompt.reads]
 
 
 def how_markdown(engine: Engine) -> str:
     """The explanation, with parameter counts computed from the backbone and the loaded prompts."""
     d = engine.backbone.describe()
     L, C, V = d["layers"], d["width"], d["vocab_size"]
-    P, K = 5, 3
-    inp, deep, sep, verb = P * C, L * 2 * P * C, C, V * K + K
-    total = inp + deep + sep + verb
+    p = example_prompt(engine)
+    P, K = p.config.prompt_length, len(p.labels)
+    inp, sep = p.input_prompt.numel(), p.separator.numel()
+    deep = p.deep_prompt.numel() if p.deep_prompt is not None else 0
+    verb = sum(t.numel() for t in p.verbalizer.parameters()) if p.verbalizer is not None else 0
+    n_in = p.verbalizer.in_features if p.verbalizer is not None else 0
+    total = p.num_trainable()
+    reads = " + ".join(f"{n} {s}" for s, n in zip(p.reads, _stream_counts(engine, p)))
     lines = [
         "### One frozen model, many tiny prompts",
         "SpeechPrompt v2 (Chang et al., 2023) reuses **one** speech language model for many classification tasks. "
         "The model was trained once, to predict the next speech unit; it is then **frozen**. For each task only a "
         "small *prompt* is trained: vectors the model reads before and after the clip, plus key/value prefixes "
         "at every layer, plus a verbalizer that maps the model's next-unit guess to the task's classes.",
+        "### Words used here",
+        "- **Unit:** a number for a short stretch of sound. The encoder turns every "
+        f"{1000 * engine.backbone.encoder.hop / engine.backbone.sample_rate:.0f} ms of audio into a feature "
+        f"vector; grouping many such vectors from lots of speech (*k-means*) found {d['n_units']} typical ones, "
+        "the *centroids*, and each frame gets the number of the nearest. Equal neighbours merge into one unit "
+        "that keeps its duration and pitch.\n"
+        "- **Key/value prefixes (deep prompt):** inside each layer, every position decides what to look at by "
+        "comparing its query with the *keys* of the others and then reads their *values*. The prompt adds P "
+        "learned keys and values to every layer, so every position can also look at the prompt.\n"
+        "- **Verbalizer:** turns the LM's guess about the next unit (and its duration and pitch) into class "
+        "scores.\n"
+        "- **Frozen:** not changed by training; only the prompt learns.",
         "### The numbers for this backbone",
         f"- Backbone `{html.escape(str(d['id']))}` (fingerprint `{d['fingerprint']}`): "
         f"{d['encoder_params']:,} encoder parameters and a unit LM of **{d['lm_params']:,}** parameters "
@@ -66,8 +100,10 @@ def how_markdown(engine: Engine) -> str:
         f"- Units: {d['n_units']} discrete units + 1 end token = vocabulary of {V}; "
         f"{d['prosody_streams']['duration_buckets']} duration buckets and {d['prosody_streams']['pitch_buckets']} "
         "pitch buckets ride along with every unit (prosody streams).\n"
-        f"- A prompt of length P = {P} for a {K}-class task: input prompt P×C = {inp:,} + deep prompt "
-        f"L×2×P×C = {L}×2×{P}×{C} = {deep:,} + separator C = {sep:,} + learnable verbalizer V×K+K = {verb:,} "
+        f"- A {K}-class prompt as *Train a prompt* makes it by default (length P = {P}, deep, "
+        f"{p.config.verbalizer} verbalizer): input prompt P×C = {inp:,} + deep prompt "
+        f"L×2×P×C = {L}×2×{P}×{C} = {deep:,} + separator C = {sep:,} + verbalizer "
+        f"({reads} = {n_in} inputs)×K + K = {verb:,} "
         f"= **{total:,} trainable parameters**, {total / max(d['lm_params'], 1):.2%} of the LM.",
     ]
     if engine.tasks:

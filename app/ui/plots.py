@@ -134,10 +134,11 @@ def unit_strip_html(units: Units, vocab_size: int | None = None) -> str:
     for u, s, d, p in zip(units.ids.tolist(), starts, units.durations.tolist(), units.pitch.tolist()):
         tip = (f"unit {u} · starts {s / units.frame_rate:.2f} s · {d / units.frame_rate * 1000:.0f} ms · "
                + (f"{p:.0f} Hz" if p > 0 else "unvoiced"))
-        spans.append(f'<span class="unit-tok" style="background:{unit_color(u)}" title="{html.escape(tip)}">{u}</span>')
+        spans.append(f'<span class="unit-tok" tabindex="0" style="background:{unit_color(u)}" '
+                     f'title="{html.escape(tip)}">{u}</span>')  # focusable: a tap shows the same (style.py)
     frames = int(units.durations.sum())
     head = (f'<div class="unit-caption">{len(spans)} units after collapsing {frames} frames '
-            f'({units.frame_rate:.0f} per second); hover a token for its timing and pitch.</div>')
+            f'({units.frame_rate:.0f} per second); hover or tap a token for its timing and pitch.</div>')
     return f'<div class="unit-strip">{head}<div class="unit-tokens">{"".join(spans)}</div></div>'
 
 
@@ -163,7 +164,9 @@ def probs_figure(labels: Sequence[str], probs: torch.Tensor, top: int = 12,
 def headline_html(label: str, confidence: float, task_title: str) -> str:
     return (f'<div class="headline"><div class="headline-task">{html.escape(task_title)}</div>'
             f'<div class="headline-label">{html.escape(label)}</div>'
-            f'<div class="headline-conf">{confidence:.0%} confident</div></div>')
+            f'<div class="headline-conf">{confidence:.0%} confident</div>'
+            '<div class="headline-note">Confidence is not correctness: a prompt always picks one of its own classes, '
+            'even for a clip it was never meant for.</div></div>')
 
 
 def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dict[str, torch.Tensor] | torch.Tensor,
@@ -195,9 +198,9 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
     names = [stream_feature_label(k, i, V) for k in prompt.reads for i in range(streams[k].numel())]
     contrib = prompt.verbalizer.weight.detach() * x[None, :]
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
-    spacing = 0.12 if len(prompt.reads) == 1 else 0.27  # room for the longer prosody labels
-    fig = make_subplots(rows=1, cols=len(shown), horizontal_spacing=spacing,
-                        subplot_titles=[f"{prompt.labels[c]} ({float(probs[c]):.0%})" for c in shown])
+    # One panel per class, stacked: each gets the full width, so long labels never run into a neighbour's bars.
+    fig = make_subplots(rows=len(shown), cols=1, vertical_spacing=0.3 / max(len(shown), 1),
+                        subplot_titles=[f"class “{prompt.labels[c]}” ({float(probs[c]):.0%})" for c in shown])
     for j, c in enumerate(shown, start=1):
         idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
         vals = [float(contrib[c, i]) for i in idx]
@@ -206,12 +209,20 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
             marker_color=[POSITIVE if v > 0 else NEGATIVE for v in vals],
             customdata=[[float(prompt.verbalizer.weight[c, i]), float(x[i]), float(p_in[i])] for i in idx],
             hovertemplate="next token %{y}: contribution %{x:.3f}<br>weight %{customdata[0]:.3f} × input "
-                          "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=1, col=j)
-        fig.update_yaxes(autorange="reversed", row=1, col=j)
+                          "%{customdata[1]:.2f}<br>LM probability %{customdata[2]:.4f}<extra></extra>"), row=j, col=1)
+        fig.update_yaxes(autorange="reversed", automargin=True, row=j, col=1)
+        fig.update_xaxes(nticks=5, tickangle=0, zeroline=True, zerolinecolor="#94a3b8", row=j, col=1)
+    fig.update_xaxes(title_text="push on the class score (weight × input)", title_font_size=12, row=len(shown), col=1)
     fig.update_annotations(font_size=13)
-    what = "units and prosody buckets" if len(prompt.reads) > 1 else "units"
-    return _layout(fig, 360, f"Learnable verbalizer<br><sup>{what} that push each likely class up (green) or "
-                             "down (red)</sup>", top=100)
+    lines = ["the LM's next-token guesses that push each", "likely class up (green) or down (red)",
+             f"“unit 47” = speech sound no. 47 of {V - 1} (tokens above)"]
+    if len(prompt.reads) > 1:
+        lines.append("“dur” = how long the next sound lasts (frames)")
+    top = 48 + 17 * len(lines) + 28  # the title and its lines, then room for the first panel's title
+    fig = _layout(fig, top + 170 * len(shown), "Learnable verbalizer<br><sup>" + "<br>".join(lines) + "</sup>",
+                  top=top)
+    fig.update_layout(title=dict(yref="container", y=1 - 28 / fig.layout.height, yanchor="top"))
+    return fig
 
 
 def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence[int] = (),
@@ -224,18 +235,18 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         return float(-(p * torch.log2(p.clamp_min(1e-12))).sum())
 
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.16, subplot_titles=[
-        f"Frozen LM, no prompt: next unit after the clip (entropy {entropy(base):.1f} bits)",
-        f"Same frozen LM with the task prompt (entropy {entropy(prompted):.1f} bits)"])
+        f"Frozen LM, no prompt: next unit<br>after the clip (entropy {entropy(base):.1f} bits)",
+        f"Same frozen LM with the task prompt<br>(entropy {entropy(prompted):.1f} bits)"])
     for row, (p, color) in enumerate(((base, "#94a3b8"), (prompted, ACCENT)), start=1):
         fig.add_trace(go.Bar(x=list(range(V)), y=p.tolist(), marker_color=color, customdata=units,
                              hovertemplate="unit %{customdata}: %{y:.4f}<extra></extra>"), row=row, col=1)
         for t, lab in zip(tokens, token_labels):
             fig.add_annotation(x=t, y=float(p[t]), text=html.escape(lab), showarrow=True, arrowhead=2, ay=-24,
                                font=dict(size=11, color="#111827"), row=row, col=1)
-    fig.update_xaxes(title_text="unit id (the last one is the end-of-utterance token)", row=2, col=1)
+    fig.update_xaxes(title_text="unit id (the last one: end of utterance)", row=2, col=1)
     fig.update_yaxes(rangemode="tozero", tickformat=".0%")
     fig.update_layout(bargap=0.05)
-    return _layout(fig, 420, None)
+    return _layout(fig, 460, None, top=50)
 
 
 # ---------------------------------------------------------------- training and storage

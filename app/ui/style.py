@@ -14,7 +14,11 @@ THEME = gr.themes.Soft(
 )
 
 CSS = """
-.gradio-container { max-width: 1280px !important; margin: 0 auto; }
+.gradio-container { max-width: min(1280px, 100vw) !important; min-width: 0 !important; margin: 0 auto; }
+/* Gradio prefixes rules inside @media with ".gradio-container... .contain", so the page frame itself narrows here,
+   with the screen: 32 px side padding on a desktop, 6 px on a phone. */
+.gradio-container .main { min-width: 0 !important; padding-left: clamp(6px, 2.5vw, 32px) !important;
+                          padding-right: clamp(6px, 2.5vw, 32px) !important; }
 .app-header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 18px; padding: 6px 2px 2px; }
 .app-header h1 { font-size: 1.7rem; margin: 0; font-weight: 700; }
 .app-header .tagline { color: var(--body-text-color-subdued); font-size: 1.02rem; }
@@ -57,6 +61,35 @@ CSS = """
 .seq-more { background: #94a3b8; }
 .seq-next { margin-left: 8px; font-weight: 600; color: #4338ca; }
 .how-legend { font-size: 0.85rem; color: #475569; margin-top: 8px; line-height: 1.9; }
+.headline-note { font-size: 0.82rem; color: #475569; margin-top: 6px; }
+/* Errors stay on the page (role=alert) until the next action replaces them. */
+.alert { border-radius: 12px; padding: 12px 16px; background: #fef2f2; border: 1px solid #fca5a5; color: #7f1d1d; }
+.alert-title { font-weight: 600; }
+.alert-hint { font-size: 0.9rem; margin-top: 4px; color: #991b1b; }
+#all-table th, #all-table th * { white-space: nowrap; }
+#all-table td, #all-table td * { overflow-wrap: anywhere; }
+/* Touch: a tapped unit token shows its timing and pitch below the tokens (hover does the same with a mouse). */
+.unit-tok:focus { outline: 2px solid #111827; }
+.unit-tokens:has(.unit-tok:focus)::after { content: ""; flex-basis: 100%; }
+.unit-tok:focus::after { content: attr(title); position: absolute; left: 0; right: 0; bottom: -2.1em;
+    color: #0f172a; text-shadow: none; font-weight: 500; font-family: var(--font); white-space: normal; }
+.unit-strip { position: relative; padding-bottom: 2.2em; }
+/* Phones: nothing wider than the screen; plot toolbars stay out of the way of titles. */
+@media (max-width: 640px) {
+  .column, .form { min-width: 0 !important; }
+  /* all four tab names fit on one line at 360 px and up (narrower, they wrap: gr.Tabs(overflow_behavior="wrap")) */
+  .tab-container button { padding: 6px 7px !important; font-size: 0.8rem !important; letter-spacing: -0.01em; }
+  .row { flex-wrap: wrap !important; }
+  .row > .column { flex-basis: 100% !important; }
+  .js-plotly-plot .modebar-container { display: none !important; }
+  .headline-label { font-size: 1.8rem; }
+  .how-arrow { transform: rotate(90deg); flex-basis: 100%; text-align: center; }
+  .how-box { flex-basis: 100%; }
+  /* wide tables scroll inside themselves instead of squashing every column */
+  #how-text table { display: block; overflow-x: auto; }
+  #how-text th, #how-text td { white-space: nowrap; }
+}
+.js-plotly-plot, .plot-container { max-width: 100%; }
 """
 
 

@@ -20,7 +20,7 @@ from ..engine import Engine
 from ..settings import NOISE_DIR, TRAIN_SET_DIR
 from ..training import (FEW_SHOT_SETTINGS, MAX_CLASSES, MAX_CLIP_SECONDS, MAX_PER_CLASS, MIN_CLASSES, MIN_PER_CLASS,
                         Take, clip_seed, make_take)
-from .feedback import fail, user_errors
+from .feedback import MIN_SPEECH_SECONDS, fail, user_errors
 from .session import Session
 
 MAX_FILES_PER_ADD = 30
@@ -32,7 +32,13 @@ _UNSAFE = re.compile(r"[|`<>\\\x00-\x1f]")
 
 def parse_classes(text: str | None) -> list[str]:
     """'yes, no, stop' (commas or new lines) -> ['yes', 'no', 'stop'], checked: 2 to 10 distinct names."""
-    names = [n.strip() for n in (text or "").replace("\n", ",").split(",") if n.strip()]
+    names = []
+    for line in (text or "").splitlines():  # blank lines and a comma at the end of a line are harmless
+        parts = [n.strip() for n in line.strip().strip(",").split(",")]
+        if "" in parts and line.strip(" ,"):
+            raise fail(f"'{line.strip()}' has an empty name between two commas. Name that class or remove the "
+                       "extra comma.")
+        names += [n for n in parts if n]
     if len(names) < MIN_CLASSES:
         raise fail(f"Name at least {MIN_CLASSES} classes, separated by commas (e.g. 'yes, no, stop').")
     if len(names) > MAX_CLASSES:
@@ -90,7 +96,7 @@ def add_examples(engine: Engine, session: Session, label: str | None, recording:
     paths = ([recording] if recording else []) + [str(f) for f in (files or [])]
     try:
         if not session.classes:
-            raise fail("Set the classes first.")
+            raise fail("Set the classes first (step 1), then record or upload again: this clip was not kept.")
         if label not in session.classes:
             raise fail("Choose which class these examples belong to.")
         if not paths:
@@ -103,22 +109,36 @@ def add_examples(engine: Engine, session: Session, label: str | None, recording:
             if len(have) >= MAX_PER_CLASS:
                 warnings.append(f"'{label}' already has {MAX_PER_CLASS} examples; the rest were not added.")
                 break
+            name = "the recording" if path == recording else Path(path).name
+            if not Path(path).is_file():
+                warnings.append(f"{name} is gone (already used or removed): record or upload it again.")
+                continue
             try:
-                have.append(encode_take(engine, path))
+                audio, units = engine.encode(path, max_seconds=MAX_CLIP_SECONDS)
             except AudioError as exc:
-                warnings.append(f"{Path(path).name}: {exc}")
+                warnings.append(f"{name}: {exc}")
+                continue
+            if label != BACKGROUND and audio.seconds < MIN_SPEECH_SECONDS:  # room noise may be quiet
+                warnings.append(f"{name}: only {audio.seconds:.2f} s of sound, too short to learn from (say a "
+                                f"whole word, at least {MIN_SPEECH_SECONDS:g} s).")
+                continue
+            have.append(take_of(engine, audio, units))
     finally:
         for path in paths:
             _discard_upload(path)
     return session, examples_status(session), warnings
 
 
-def encode_take(engine: Engine, path) -> Take:
-    """A clip as the training flow wants it: its units and the units of its perturbed copies (made now, while the
-    visitor records the next take, so that training itself only trains)."""
-    audio, units = engine.encode(path, max_seconds=MAX_CLIP_SECONDS)
+def take_of(engine: Engine, audio, units) -> Take:
+    """An encoded clip as the training flow wants it: its units and the units of its perturbed copies (made now,
+    while the visitor records the next take, so that training itself only trains)."""
     return make_take(engine.backbone.encoder, audio.wav, FEW_SHOT_SETTINGS.copies, clip_seed(audio.wav), NOISE_DIR,
                      units)
+
+
+def encode_take(engine: Engine, path) -> Take:
+    """A clip file as a :class:`Take` (see :func:`take_of`)."""
+    return take_of(engine, *engine.encode(path, max_seconds=MAX_CLIP_SECONDS))
 
 
 def background_clips(n: int, seed: int = 0, seconds: float = 1.0) -> list[torch.Tensor]:

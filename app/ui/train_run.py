@@ -20,11 +20,12 @@ from ..engine import Engine
 from ..errors import USER_ERRORS
 from ..prompt_files import prompt_file_bytes, save_prompt
 from ..prompting import PromptConfig
-from ..training import FEW_SHOT_PROMPT, FEW_SHOT_SECONDS, MIN_PER_CLASS, few_shot, transfer_source
+from ..training import (FEW_SHOT_PROMPT, FEW_SHOT_SECONDS, MIN_CLASSES, MIN_PER_CLASS, few_shot,
+                        transfer_source)
 from . import plots
-from .feedback import fail, require_audio, user_errors
+from .feedback import fail, require_audio, require_speech, user_errors
 from .session import Session
-from .train_data import examples_status, ready
+from .train_data import ready
 
 MAX_OWN_PROMPTS = 5
 log = logging.getLogger(__name__)
@@ -88,13 +89,21 @@ def _run_in_thread(fn: Callable[[Callable[[dict], None], Callable[[], bool]], An
         stop.set()
 
 
+def not_ready_message(session: Session) -> str:
+    """Plain words (no markup: it may end up in a toast) for what is missing before training."""
+    if len(session.classes) < MIN_CLASSES:
+        return "Set the classes first (step 1), or load the bundled yes / no / stop set."
+    missing = [f"'{c}' needs {MIN_PER_CLASS - len(session.examples.get(c, []))} more"
+               for c in session.classes if len(session.examples.get(c, [])) < MIN_PER_CLASS]
+    return f"Every class needs at least {MIN_PER_CLASS} examples before training: {', '.join(missing)}."
+
+
 def train(engine: Engine, session: Session, title: str | None, prompt_length: int, verbalizer: str, deep: bool,
           visitor: str = "local", progress: Callable[..., Any] | None = None,
           max_seconds: float = FEW_SHOT_SECONDS) -> Iterator[TrainUpdate]:
     """Train a prompt on the visitor's examples (only the prompt learns) and yield an update per epoch."""
     if not ready(session):
-        raise fail(f"Every class needs at least {MIN_PER_CLASS} examples before training.\n\n"
-                       + examples_status(session).replace("|", " "))
+        raise fail(not_ready_message(session))
     title = (title or "").strip() or "My task"
     if len(title) > 60:
         raise fail("Keep the task name under 60 characters.")
@@ -197,7 +206,9 @@ def test_clip(engine: Engine, session: Session, audio_path: str | None) -> tuple
         raise fail("Train a prompt first.")
     prompt = session.prompts[session.last_task]
     view = Engine(engine.backbone, {prompt.task: prompt})
-    pred = view.analyze(path, [prompt.task]).predictions[0]
+    analysis = view.analyze(path, [prompt.task])
+    require_speech(analysis.audio.seconds)
+    pred = analysis.predictions[0]
     head = plots.headline_html(pred.label, pred.confidence, prompt.info.title)
     return head, plots.probs_figure(pred.labels, pred.probs)
 

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from ..engine import Engine
 from . import plots
 from ..prompt_files import prompt_file_bytes
-from .feedback import fail, require_audio, user_errors
+from .feedback import alert_html, fail, message_of, require_audio, require_speech, user_errors
 from .session import Session, session_engine, task_choices
 from .widgets import INFERENCE, Example, example_buttons
 
@@ -34,6 +34,11 @@ class TryOutputs:
 
     def as_tuple(self) -> tuple:
         return (self.headline, self.probs, self.facts, self.signal, self.strip, self.steering, self.verbalizer)
+
+    @classmethod
+    def cleared(cls, headline: str) -> "TryOutputs":
+        """Only ``headline`` (a message); every figure of an earlier answer is cleared, so none is left stale."""
+        return cls(headline, None, "", None, "", None, None)  # type: ignore[arg-type]
 
 
 def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
@@ -96,6 +101,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
                        "No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
     prompt = eng.get(task)
     analysis = eng.analyze(path, [task])
+    require_speech(analysis.audio.seconds)
     t0 = time.perf_counter()
     base = eng.unprompted_distribution(analysis.units)
     extra_ms = (time.perf_counter() - t0) * 1e3
@@ -111,6 +117,27 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
         steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
         verbalizer=plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs),
     )
+
+
+def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> tuple:
+    """The view's outputs for one run; a problem clears the previous answer and stays on the page as an alert
+    (with what to do next) instead of a toast that vanishes over a stale answer."""
+    try:
+        return run_task(engine, session, audio_path, task).as_tuple()
+    except gr.Error as exc:
+        hint = ("Then press Classify, or click an example clip." if audio_path else
+                "Record (it is classified when you stop), upload a clip, or click an example clip.")
+        return TryOutputs.cleared(alert_html(message_of(exc), hint)).as_tuple()
+
+
+def task_changed(engine: Engine, session: Session | None, task: str | None, audio_path: str | None) -> tuple:
+    """A new task was picked: the old task's answer goes (it answered another question)."""
+    eng = session_engine(engine, session)
+    if task in eng.prompts and audio_path:
+        title = html.escape(eng.prompts[task].info.title)
+        return TryOutputs.cleared(f'<div class="headline headline-empty">Task changed to <b>{title}</b>: press '
+                                  "<b>Classify</b> to run it on your clip.</div>").as_tuple()
+    return TryOutputs.cleared(PLACEHOLDER).as_tuple()
 
 
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
@@ -145,7 +172,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     outputs = [headline, probs, facts, signal, strip, steering, verbalizer]
 
     def on_run(session: Session, audio_path: str | None, task_id: str | None) -> tuple:
-        return run_task(engine, session, audio_path, task_id).as_tuple()
+        return answer_or_alert(engine, session, audio_path, task_id)
 
     def on_task(session: Session, task_id: str | None) -> str:
         return task_card(engine, session, task_id)
@@ -154,8 +181,11 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     # Speak, stop, see: a finished recording is classified at once (the button stays for uploads and re-runs).
     audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
+    # Only a visitor's own pick clears the answer (an example click changes the task and then answers at once).
+    task.input(lambda session, task_id, audio_path: task_changed(engine, session, task_id, audio_path),
+               [state, task, audio], outputs, api_visibility="private", queue=False)
     for button, ex in clip_buttons:  # an example brings its task along (when loaded), then runs
         button.click(lambda current, ex=ex: pick_example(engine, ex, current), task,
                      [audio, task], api_visibility="private", queue=False).then(
             on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
-    return {"task": task, "card": card, "audio": audio}
+    return {"task": task, "card": card, "audio": audio, "outputs": outputs}

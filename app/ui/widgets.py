@@ -20,6 +20,7 @@ class Example(NamedTuple):
     caption: str
     path: str
     task: str | None  # the task the clip shows off (the Try view switches to it when that task is loaded)
+    label: str | None = None  # the answer that task's shipped prompt gives (checked by tests)
 
 
 def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
@@ -31,9 +32,9 @@ def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
             for item in json.loads(listing.read_text(encoding="utf-8")):
                 path = folder / str(item["file"])
                 if path.is_file() and path.parent == folder:
-                    task = item.get("task")
+                    task, label = item.get("task"), item.get("label")
                     out.append(Example(str(item.get("caption") or path.stem), str(path),
-                                       str(task) if task else None))
+                                       str(task) if task else None, str(label) if label else None))
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
             log.warning("ignoring malformed %s", listing)
             out = []
