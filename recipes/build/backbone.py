@@ -5,21 +5,35 @@
 Stages (each resumable; results go to --work, the final bundle to --out):
   1. kmeans:  dense features of a frame sample of the corpus -> k-means centroids (k-means++ + Lloyd, torch)
   2. units:   every corpus clip -> collapsed units, duration and pitch buckets (units.safetensors)
-  3. lm:      next-unit (+ duration and pitch bucket) training of the unit LM, time-budgeted, checkpointed
+  3. lm:      next-unit (+ duration and pitch bucket) training of the unit LM, time-budgeted, checkpointed; in one
+              process, or data-parallel under torchrun (PyTorch DDP: gloo on CPU, NCCL on GPU), same result
   4. eval:    held-out perplexity against unigram and bigram baselines on the same units
   5. bundle:  config.json + encoder.safetensors + lm.safetensors + metrics.json in --out
+
+Several processes (stages 1-2 and 4-5 run on rank 0 only; the others wait, then train the LM with it):
+
+    torchrun --standalone --nproc_per_node=2 -m recipes.build.backbone --corpus work/corpus ...   # CPU: gloo
+    torchrun --standalone --nproc_per_node=8 -m recipes.build.backbone --device cuda ...           # GPUs: NCCL
+    python -m recipes.build.backbone --work work/backbone --lm-only ...     # LM (+ eval) from work/units.safetensors
+
+Every process draws the same global batch (same seed) and trains on its rows (rank r takes rows r, r+W, ...); the
+loss is normalised by the global batch's token count, so W processes compute the gradient of one process with the
+same --batch-size (tests/test_backbone_ddp.py checks the losses agree).
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import math
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
@@ -34,7 +48,26 @@ from recipes.common.paths import WORK
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 speaks
+        print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def dist_setup(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group: NCCL with one GPU per
+    process (``--device cuda``), gloo on CPU. One process: rank 0 of 1, nothing to join."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        dev = torch.device("cuda", local)
+        torch.cuda.set_device(dev)
+    else:
+        dev = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        # long timeout: the other ranks wait while rank 0 runs k-means and encodes the corpus
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=24))
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), dev
+    return 0, 1, dev
 
 
 def read_manifest(corpus: Path) -> list[dict]:
@@ -193,21 +226,36 @@ def make_batch(utts, idx, eos: int, max_len: int, rng: np.random.Generator):
     return pad(xs, -100), pad(ds, -100), pad(ps, -100)
 
 
-def lm_loss(lm: UnitLM, u, d, p, prosody_weight: float = 0.5):
+def lm_loss(lm: UnitLM, u, d, p, prosody_weight: float = 0.5, reduction: str = "mean"):
+    """(loss, next-unit CE): next unit + prosody_weight x (duration + pitch bucket) cross-entropy over the targets
+    that are not padding; ``reduction="sum"`` sums over them (the three streams share one padding mask)."""
     inp = (u[:, :-1].clamp_min(0), d[:, :-1].clamp_min(0), p[:, :-1].clamp_min(0))
     out = lm(*inp)
-    unit = F.cross_entropy(out["units"].flatten(0, 1), u[:, 1:].flatten(), ignore_index=-100)
+
+    def ce(logits, target):
+        return F.cross_entropy(logits.flatten(0, 1), target[:, 1:].flatten(), ignore_index=-100, reduction=reduction)
+
+    unit = ce(out["units"], u)
     loss = unit
     if "duration" in out:
-        loss = loss + prosody_weight * F.cross_entropy(out["duration"].flatten(0, 1), d[:, 1:].flatten(),
-                                                       ignore_index=-100)
+        loss = loss + prosody_weight * ce(out["duration"], d)
     if "pitch" in out:
-        loss = loss + prosody_weight * F.cross_entropy(out["pitch"].flatten(0, 1), p[:, 1:].flatten(),
-                                                       ignore_index=-100)
+        loss = loss + prosody_weight * ce(out["pitch"], p)
     return loss, unit
 
 
-def stage_lm(args, data, lm_cfg: UnitLMConfig) -> UnitLM:
+def local_rows(batch: tuple[torch.Tensor, ...], rank: int, world: int) -> tuple[torch.Tensor, ...]:
+    """This rank's rows of a global batch (rows rank, rank + world, ...), without the columns that are padding on
+    all of them (causal attention: trailing padding changes nothing before it)."""
+    rows = tuple(t[rank::world] for t in batch)
+    keep = int((rows[0] != -100).any(0).nonzero().max()) + 1
+    return tuple(t[:, :keep] for t in rows)
+
+
+def stage_lm(args, data, lm_cfg: UnitLMConfig, rank: int = 0, world: int = 1,
+             device: torch.device = torch.device("cpu")) -> UnitLM:
+    """Train the unit LM (resumable, time-budgeted). With world > 1 (torchrun) the model is wrapped in DDP: every
+    rank draws the same global batch and trains on its rows; rank 0 alone logs and writes checkpoints."""
     ckpt = args.work / "lm.safetensors"
     state_path = args.work / "lm_state.json"
     lm = UnitLM(lm_cfg)
@@ -217,42 +265,64 @@ def stage_lm(args, data, lm_cfg: UnitLMConfig) -> UnitLM:
         state = json.loads(state_path.read_text())
         if state.get("done"):
             return lm
+    if args.batch_size < world:
+        raise SystemExit(f"error: --batch-size {args.batch_size} is smaller than the {world} processes")
     train, val = utterances(data, False), utterances(data, True)
-    log(f"LM: {lm.num_params():,} params; {len(train)} train / {len(val)} held-out utterances")
+    log(f"LM: {lm.num_params():,} params; {len(train)} train / {len(val)} held-out utterances; "
+        f"{world} process(es), {args.batch_size} utterances per step in all")
+    lm.to(device)
+    model = lm
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(lm, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.AdamW(lm.parameters(), lr=args.lr, weight_decay=0.1, betas=(0.9, 0.98))
-    rng = np.random.default_rng(args.seed + state["step"])
+    rng = np.random.default_rng(args.seed + state["step"])  # the same on every rank: the same global batches
     total_steps = args.steps
     t0 = time.time() - state["seconds"]
     last_save = time.time()
     lm.train()
     step = state["step"]
-    while step < total_steps and time.time() - t0 < args.lm_minutes * 60:
-        lr = args.lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
+    while step < total_steps and not _out_of_time(t0, args.lm_minutes, world, device):
+        lr = args.lr * min(1.0, (step + 1) / args.warmup) * 0.5 * (1 + math.cos(math.pi * min(step / total_steps, 1.0)))
         for g in opt.param_groups:
             g["lr"] = max(lr, args.lr * 0.02)
-        u, d, p = make_batch(train, rng.integers(0, len(train), args.batch_size), lm_cfg.eos, args.max_len, rng)
-        loss, unit = lm_loss(lm, u, d, p)
+        batch = make_batch(train, rng.integers(0, len(train), args.batch_size), lm_cfg.eos, args.max_len, rng)
+        n_targets = int((batch[0][:, 1:] != -100).sum())  # of the global batch: every rank knows it
+        u, d, p = (t.to(device) for t in local_rows(batch, rank, world))
+        loss_sum, unit_sum = lm_loss(model, u, d, p, reduction="sum")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # DDP averages gradients over the ranks: x world / n_targets makes that the global batch's mean loss
+        (loss_sum * (world / n_targets)).backward()
         torch.nn.utils.clip_grad_norm_(lm.parameters(), 1.0)
         opt.step()
         step += 1
-        if step % 50 == 0:
-            log(f"  step {step}/{total_steps} loss {float(loss):.3f} unit CE {float(unit):.3f} lr {lr:.2e}")
-            state["log"].append({"step": step, "loss": float(loss), "unit_ce": float(unit),
-                                 "seconds": time.time() - t0})
-        if time.time() - last_save > 120:
-            _save_lm(lm, ckpt, state_path, state, step, t0)
+        if step % args.log_every == 0:
+            sums = torch.stack([loss_sum.detach(), unit_sum.detach()]) / n_targets
+            if world > 1:
+                dist.all_reduce(sums)
+            loss, unit = sums.tolist()
+            log(f"  step {step}/{total_steps} loss {loss:.3f} unit CE {unit:.3f} lr {lr:.2e}")
+            state["log"].append({"step": step, "loss": loss, "unit_ce": unit, "seconds": time.time() - t0})
+        if rank == 0 and time.time() - last_save > 120:
+            _save_lm(lm, ckpt, state_path, state, step, t0, world)
             last_save = time.time()
     state["done"] = True
-    _save_lm(lm, ckpt, state_path, state, step, t0)
-    lm.eval()
+    if rank == 0:
+        _save_lm(lm, ckpt, state_path, state, step, t0, world)
+    lm.cpu().eval()
     return lm
 
 
-def _save_lm(lm, ckpt, state_path, state, step, t0) -> None:
-    save_file({k: v.contiguous() for k, v in lm.state_dict().items()}, str(ckpt))
-    state.update(step=step, seconds=time.time() - t0)
+def _out_of_time(t0: float, minutes: float, world: int, device: torch.device) -> bool:
+    """Rank 0's clock decides for all, so every rank stops after the same step."""
+    flag = torch.tensor([float(time.time() - t0 >= minutes * 60)], device=device)
+    if world > 1:
+        dist.broadcast(flag, 0)
+    return bool(flag.item())
+
+
+def _save_lm(lm, ckpt, state_path, state, step, t0, world: int = 1) -> None:
+    save_file({k: v.detach().cpu().contiguous() for k, v in lm.state_dict().items()}, str(ckpt))
+    state.update(step=step, seconds=time.time() - t0, world_size=world)
     state_path.write_text(json.dumps(state))
 
 
@@ -327,19 +397,39 @@ def main() -> None:
     ap.add_argument("--max-len", type=int, default=256, help="training crop length in units")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=200, help="linear learning-rate warm-up steps")
+    ap.add_argument("--log-every", type=int, default=50, help="log (and keep in lm_state.json) every N steps")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="LM training device; under torchrun, cuda means one GPU per process and NCCL")
+    ap.add_argument("--lm-only", action="store_true",
+                    help="train (and evaluate) the LM on --work/units.safetensors of an earlier run; no corpus")
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--lm-minutes", type=float, default=40.0, help="wall-clock budget for LM training")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N corpus clips (quick runs)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--id", default=None)
-    ap.add_argument("--stop-after", choices=["kmeans"], default=None)
+    ap.add_argument("--stop-after", choices=["kmeans", "units"], default=None)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     args.work.mkdir(parents=True, exist_ok=True)
-    t_start = time.time()
+    rank, world, device = dist_setup(args.device)
+    try:
+        run(args, rank, world, device)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def lm_config(args) -> UnitLMConfig:
+    return UnitLMConfig(vocab_size=args.units + 1, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                        block_size=args.block_size, n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS)
+
+
+def stages_kmeans_units(args):
+    """Stages 1-2 (rank 0): corpus -> k-means centroids -> units. Returns (dense model, centroids, units)."""
     rows = read_manifest(args.corpus)
     excluded = [r for r in rows if r.get("dataset") in args.exclude_datasets]
     rows = [r for r in rows if r.get("dataset") not in args.exclude_datasets]
@@ -357,15 +447,38 @@ def main() -> None:
     quantizer = {"n_units": args.units, "feature_norm": args.feature_norm}
     (args.work / "config-encoder.json").write_text(json.dumps({"dense": dense_config(args), "quantizer": quantizer},
                                                               indent=2))
-    if args.stop_after == "kmeans":
-        log("stopping after k-means, as asked")
+    data = None if args.stop_after == "kmeans" else stage_units(args, rows, encoder)
+    return dense, centroids, data
+
+
+def run(args, rank: int, world: int, device: torch.device) -> None:
+    """Stages 1-2 and 4-5 on rank 0; the LM (stage 3) on every rank."""
+    t_start = time.time()
+    if args.lm_only or rank != 0:
+        go = [True]
+        if world > 1 and not args.lm_only:  # wait for rank 0's stages 1-2 (or its decision to stop)
+            dist.broadcast_object_list(go, 0)
+        if not go[0]:
+            return
+        data = load_file(str(args.work / "units.safetensors"))
+        lm = stage_lm(args, data, lm_config(args), rank, world, device)
+        if rank == 0:
+            (args.work / "lm_eval.json").write_text(json.dumps(stage_eval(args, data, lm), indent=2) + "\n")
         return
-    data = stage_units(args, rows, encoder)
+    ok = False
+    try:
+        dense, centroids, data = stages_kmeans_units(args)
+        ok = args.stop_after is None
+    finally:  # the other ranks wait for this: go on to the LM, or stop (also when a stage failed here)
+        if world > 1:
+            dist.broadcast_object_list([ok], 0)
+    if args.stop_after:
+        log(f"stopping after {args.stop_after}, as asked")
+        return
     stats = unit_stats(data)
     log(f"units: {json.dumps(stats)}")
-    lm_cfg = UnitLMConfig(vocab_size=args.units + 1, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                          block_size=args.block_size, n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS)
-    lm = stage_lm(args, data, lm_cfg)
+    lm_cfg = lm_config(args)
+    lm = stage_lm(args, data, lm_cfg, rank, world, device)
     ppl = stage_eval(args, data, lm)
     layer = f"-L{args.layer}" if args.dense == "whisper" else ""
     name = args.id or f"sp-{args.dense}{layer}-km{args.units}-ulm{args.n_layer}x{args.n_embd}"
@@ -379,7 +492,7 @@ def main() -> None:
     metrics = {"id": name, "fingerprint": bb.fingerprint, "units": stats, "perplexity": ppl,
                "lm_training": {"steps": lm_state["step"], "seconds": round(lm_state["seconds"]),
                                "batch_size": args.batch_size, "max_len": args.max_len, "lr": args.lr,
-                               "threads": torch.get_num_threads()},
+                               "threads": torch.get_num_threads(), "processes": world},
                "recipe_seconds": round(time.time() - t_start), "args": {k: str(v) for k, v in vars(args).items()}}
     (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     log(f"saved {args.out} ({bb.bytes_on_disk() / 1e6:.1f} MB), fingerprint {bb.fingerprint}")
