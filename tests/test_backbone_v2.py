@@ -88,7 +88,8 @@ def test_position_table_removed(tmp_path) -> None:
 
 def test_kmeans_separates_blobs() -> None:
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randn(100, 2, generator=g) * 0.1 + c for c in (torch.tensor([5.0, 0]), torch.tensor([-5.0, 0]))])
+    centres = (torch.tensor([5.0, 0]), torch.tensor([-5.0, 0]))
+    x = torch.cat([torch.randn(100, 2, generator=g) * 0.1 + c for c in centres])
     c = bv.kmeans(x, 2)
     a = bv.assign(x, c)
     assert len(set(a[:100].tolist())) == 1 and len(set(a[100:].tolist())) == 1 and a[0] != a[150]

@@ -61,7 +61,8 @@ def make_pool(paths: Paths, per_lang: int = 20, seed: int = 0) -> None:
             variant = variants[int(rng.integers(len(variants)))]
             voices = synth.LANGUAGES[lang].voices
             voice = voices[int(rng.integers(len(voices)))]
-            wav = synth.synthesize(text, voice, variant, pitch=int(rng.integers(25, 80)), rate=int(rng.integers(130, 220)))
+            pitch, rate = int(rng.integers(25, 80)), int(rng.integers(130, 220))
+            wav = synth.synthesize(text, voice, variant, pitch=pitch, rate=rate)
             sf.write(paths.pool / f"{lang}_{i:02d}.wav", wav, 16000)
 
 
@@ -132,7 +133,8 @@ def encode(paths: Paths, datasets: list[str]) -> None:
             kept.append((path, label, spk))
         np.savez(paths.feats / f"{ds}.npz", items=np.array(kept), offsets=np.array(offsets),
                  f0=np.concatenate(f0s), **{k: np.concatenate(v) for k, v in feats.items()})
-        print(f"{ds}: {len(kept)} clips, {secs / 60:.1f} min, {offsets[-1]} frames, {time.time() - t0:.0f} s", flush=True)
+        print(f"{ds}: {len(kept)} clips, {secs / 60:.1f} min, {offsets[-1]} frames, {time.time() - t0:.0f} s",
+              flush=True)
 
 
 class Feats:
@@ -281,8 +283,8 @@ class Codes:
         out = []
         for a, b in zip(d["offsets"][:-1], d["offsets"][1:]):
             ids, dur, st = collapse(frame_ids[a:b])
-            f0 = [(lambda v: v[v > 0].mean() if (v > 0).any() else 0.0)(d["f0"][a + s:a + s + n]) for s, n in zip(st, dur)]
-            f0 = np.array(f0)
+            segs = [d["f0"][a + s:a + s + n] for s, n in zip(st, dur)]
+            f0 = np.array([v[v > 0].mean() if (v > 0).any() else 0.0 for v in segs])  # voiced mean, 0 if none
             out.append({"ids": ids, "dur": dur, "starts": st,
                         "db": np.searchsorted(DURATION_EDGES, dur, side="right"),
                         "pb": np.where(f0 > 0, np.searchsorted(PITCH_EDGES_HZ, f0) + 1, 0)})
@@ -351,6 +353,7 @@ def run_voice(feats: Feats, codes: Codes, key: str, win: int, variants, tasks, r
         us = codes.units(ds, *content)
         base = np.concatenate([bag([u["ids"] for u in us], content[1]), bag([u["db"] for u in us], 8),
                                bag([u["pb"] for u in us], 15)], 1)
+        results[f"voice|{content[0]}|k{content[1]}|{task}|units+dur+pitch"] = evaluate(task, base, items)
         ws = [window_stats(f, win) for f in feats.clips(ds, key)]
         for variant in variants:
             per_clip = [vq.streams(st, variant) for st, _ in ws]
@@ -359,8 +362,8 @@ def run_voice(feats: Feats, codes: Codes, key: str, win: int, variants, tasks, r
                 cols.append(bag([c[s][0][w[u["starts"]]] for c, (_, w), u in zip(per_clip, ws, us)], per_clip[0][s][1]))
             v = np.concatenate(cols, 1)
             for name, x in ((variant, v), (f"units+dur+pitch+{variant}", np.concatenate([base, v], 1))):
-                results[f"voice|{key}|w{win}|{task}|{name}"] = evaluate(task, x, items)
-                print(f"voice {key} w{win} {task} {name}: {results[f'voice|{key}|w{win}|{task}|{name}']['acc']:.3f}",
+                r = results[f"voice|{key}|w{win}|{content[0]}|k{content[1]}|{task}|{name}"] = evaluate(task, x, items)
+                print(f"voice {key} w{win} (units {content[0]} k={content[1]}) {task} {name}: {r['acc']:.3f}",
                       flush=True)
                 save()
 
@@ -410,7 +413,7 @@ def run_costs(paths: Paths, results: dict, lms=("4x128", "6x256", "8x256", "8x38
         for vocab in (101, 251, 501):
             lm = UnitLM(UnitLMConfig(vocab_size=vocab, n_layer=n_layer, n_head=max(4, width // 64), n_embd=width))
             opt = torch.optim.AdamW(lm.parameters(), lr=1e-3)
-            u, d, p = torch.randint(0, vocab, (32, 257)), torch.randint(0, 8, (32, 257)), torch.randint(0, 15, (32, 257))
+            u, d, p = (torch.randint(0, v, (32, 257)) for v in (vocab, 8, 15))
 
             def step():
                 out = lm(u[:, :-1], d[:, :-1], p[:, :-1])
@@ -436,6 +439,8 @@ def main() -> None:
     ap.add_argument("--key", default="tiny_L1", help="voice: frames the window statistics are taken from")
     ap.add_argument("--win", type=int, default=50, help="voice: window length in frames (0: the whole clip)")
     ap.add_argument("--variants", nargs="*", default=["km64", "pca-km64", "sq8x8", "sq16x8"])
+    ap.add_argument("--content-key", default="tiny_L3", help="voice: the units each voice code is attached to")
+    ap.add_argument("--content-k", type=int, default=100)
     ap.add_argument("--kmeans-frames", type=int, default=120_000)
     ap.add_argument("--iters", type=int, default=25)
     ap.add_argument("--json", type=Path, default=None, help="results (default: WORK/backbone_v2/results.json)")
@@ -461,7 +466,7 @@ def main() -> None:
     if a.what == "content":
         run_content(feats, codes, a.keys, a.ks, a.tasks, results, save)
     elif a.what == "voice":
-        run_voice(feats, codes, a.key, a.win, a.variants, a.tasks, results, save)
+        run_voice(feats, codes, a.key, a.win, a.variants, a.tasks, results, save, (a.content_key, a.content_k))
     else:
         run_pooled(feats, a.keys, a.tasks, results, save)
 
