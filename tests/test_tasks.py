@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -152,3 +153,78 @@ def test_synthetic_clips_are_cached_16k_flac_and_deterministic(tmp_path):
     assert path.suffix == ".flac" and str(path).startswith(str(tmp_path / "intent" / "test"))
     again = clips[0].recipe.render()
     assert np.allclose(again, wav, atol=1 / 32768 + 1e-6)
+
+
+def test_fake_spoofs_come_from_five_families_with_held_out_voices(monkeypatch):
+    task = T.TASKS["fake"]
+    _need(task)
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    clips = {s: task.clips(s) for s in T.SPLITS}
+    for split, part in clips.items():
+        per_family = Counter(T.spoof_family(c.speaker) for c in part if c.label == "spoof")
+        assert per_family == {f: T.SPOOFS_PER_FAMILY[split] for f in T.FAKE_FAMILIES}, split
+        bona = [c for c in part if c.label == "bonafide"]
+        assert {c.source for c in bona} == {"real"} and not any(T.spoof_family(c.speaker) for c in bona)
+        assert {c.speaker.split(":")[0] for c in bona} == set(T.FAKE_SOURCES)
+        for c in part:
+            if c.recipe is not None and c.recipe.real:  # degraded or vocoded real clips: this split's speakers
+                assert c.recipe.real in {b.path or b.recipe.real for b in bona} or c.label == "spoof"
+    heard = {c.speaker for c in clips["train"] if c.label == "bonafide"}
+    assert not heard & {c.speaker for c in clips["test"] if c.label == "bonafide"}
+    fams = T.FAKE_FAMILIES
+    for fam in ("formant", "concat", "parametric"):  # test voices never in training
+        assert not set(fams[fam]["train"]) & set(fams[fam]["test"]), fam
+    assert not {v for v in fams["neural"]["test"] if v[0] == "kokoro"} & set(fams["neural"]["train"])
+    test_voices = {c.speaker for c in clips["test"] if c.label == "spoof"}
+    assert test_voices >= {f"{e}:{v}" for f in ("concat", "parametric") for e, v in fams[f]["test"]}
+
+
+def test_vocoded_spoofs_resynthesise_real_clips_of_their_own_split(monkeypatch):
+    task = T.TASKS["fake"]
+    _need(task)
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    for split in T.SPLITS:
+        real = {c.path for source in T.FAKE_SOURCES for c in T._real(source, split)}
+        vocoded = [c for c in task.clips(split) if c.speaker.startswith("vocoder:")]
+        assert vocoded and all(c.recipe.real in real for c in vocoded)
+        assert {c.recipe.voice for c in vocoded} == set(T.spoofs.VOCODERS)
+
+
+def test_task_card_counts_whose_speech_the_prompt_learned_from():
+    from app.prompting import PromptError
+    from recipes.common.results import task_card
+
+    plan = [T.Clip("a", "fsdd:x", "real", path="x.wav"), T.Clip("b", "fsdd:y", "real", path="y.wav"),
+            T.Clip("a", "espeak:m1", "synth", recipe=T.Recipe("hi")),
+            T.Clip("b", "espeak:m1", "synth", recipe=T.Recipe("ho"))]
+    task = T.Task("toy", "Toy", "A toy task.", ("a", "b"), lambda split: plan, headline_metric="real_accuracy",
+                  test_means="accuracy on people never heard", not_for="anything real")
+    assert task_card(task, {"real_accuracy": 0.5}) == {
+        "training_speech": "both", "real_speakers": 2, "synthetic_voices": 1, "headline_metric": "real_accuracy",
+        "test_means": "accuracy on people never heard", "not_for": "anything real"}
+    assert task_card(task, {"real_accuracy": 0.5}, cap=2)["training_speech"] in ("real", "synthetic", "both")
+    with pytest.raises(PromptError, match="not a number among the metrics"):
+        task_card(task, {"test_accuracy": 0.9})
+    for tid, t in T.TASKS.items():  # every task says what its figure means and what it is not for
+        assert t.test_means and t.not_for and len(t.test_means) <= 300 and len(t.not_for) <= 300, tid
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+@pytest.mark.parametrize("kind", T.spoofs.CHANNELS)
+def test_lossy_channels_keep_the_clip_length(kind):
+    rng = np.random.default_rng(0)
+    t = np.arange(12_345) / 16_000
+    wav = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    out = T.spoofs.channel(wav, kind, rng)
+    assert out.shape == wav.shape and out.dtype == np.float32 and np.abs(out).max() > 0.05
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_a_degraded_real_clip_renders_through_its_recipe(tmp_path):
+    path = tmp_path / "real.wav"
+    sf.write(path, (0.2 * np.sin(np.arange(8_000) / 5)).astype(np.float32), 8_000)
+    r = T.SpoofRecipe("real", real=str(path), channel="gsm", channel_seed=1)
+    wav = r.render()
+    assert len(wav) == 16_000 and np.abs(wav).max() <= 0.99
+    assert r.key() == T.SpoofRecipe("real", real=str(path), channel="gsm", channel_seed=1).key() != \
+        T.SpoofRecipe("real", real=str(path)).key()

@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 
-from . import splits, synth
+from . import splits, spoofs, synth
 from .paths import WORK
 from .splits import FEMALE_VARIANTS, VOICE_SPLITS
 
@@ -87,7 +87,7 @@ class Clip:
     speaker: str
     source: str
     path: str = ""
-    recipe: Recipe | None = None
+    recipe: Recipe | SpoofRecipe | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,11 @@ class Task:
     splits: tuple[str, ...] = SPLITS
     needs: tuple[str, ...] = ()  # shared data folders that must exist
     metric: str = "accuracy"
+    #: The task card (app.prompting.TaskCard): which metric is the honest figure, what it measures, and what the
+    #: prompt is not for; whose speech it learned from is counted from the training split (:func:`card`).
+    headline_metric: str = "test_accuracy"
+    test_means: str = ""
+    not_for: str = ""
 
     def missing_data(self) -> list[str]:
         """Shared data folders this task needs that are not there."""
@@ -340,47 +345,198 @@ def _speaker(split: str) -> list[Clip]:
     return [c for c in clips if int(Path(c.path).stem.split("_")[2]) in SPEAKER_TAKES[split]]
 
 
-#: Real sets whose held-out speakers give the bona fide side of the ``fake`` task, with texts the spoofs say.
+#: Real sets whose held-out speakers give the bona fide side of the ``fake`` task (their content is what the spoofs
+#: say: digits, command words, two RAVDESS sentences, read sentences in six languages).
 RAVDESS_SENTENCES = ("Kids are talking by the door.", "Dogs are sitting by the door.")
-FAKE_SOURCES = ("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands")
+FAKE_SOURCES = ("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands", "voxforge")
+SHORT_SOURCES = frozenset({"fsdd", "speech_commands", "lt_commands", "ar_commands"})  # words or short phrases
+VOX_LANGS = ("de", "en", "es", "fr", "it", "ru")
+
+#: Spoof families of the ``fake`` task: family -> split -> (engine, voice) pairs (:mod:`recipes.common.spoofs`).
+#: A family's val and test voices are not in its train split where it has enough voices (parametric shares
+#: awb and rms between train and val; Piper has one voice, in every split, saying other sentences).
+FAKE_FAMILIES: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "formant": {s: tuple(("espeak", v or "default") for v in VOICE_SPLITS[s]) for s in SPLITS},
+    "concat": {
+        "train": (("festival", "kal_diphone"), ("festival", "lp_diphone"), ("festival", "czech_dita"),
+                  ("festival", "suo_fi_lj_diphone"), ("flite", "kal16")),
+        "val": (("festival", "pc_diphone"),),
+        "test": (("festival", "ked_diphone"), ("festival", "czech_machac"), ("festival", "hy_fi_mv_diphone"),
+                 ("festival", "msu_ru_nsh_clunits")),
+    },
+    "parametric": {
+        "train": (("flite", "awb"), ("flite", "rms"), ("festival", "upc_ca_ona_hts")),
+        "val": (("flite", "awb"), ("flite", "rms")),
+        "test": (("flite", "slt"), ("festival", "cmu_us_slt_arctic_hts")),
+    },
+    "neural": {
+        "train": (("piper", "joe"), ("kokoro", "jf_alpha"), ("kokoro", "jf_gongitsune"), ("kokoro", "jf_nezumi")),
+        "val": (("piper", "joe"), ("kokoro", "jf_nezumi")),
+        "test": (("piper", "joe"), ("kokoro", "jf_tebukuro"), ("kokoro", "jm_kumo")),
+    },
+    "vocoded": {s: tuple(("vocoder", v) for v in spoofs.VOCODERS) for s in SPLITS},
+}
+SPOOFS_PER_FAMILY = {"train": 200, "val": 30, "test": 120}
+BONA_PER_SOURCE = {"train": 175, "val": 30, "test": 60}  # VoxForge has 30 per split
+FAKE_CHANNEL_P = 0.2  # share of clips (both sides) sent through a lossy codec (opus, mp3, GSM, Speex)
+FAKE_AUGMENT_P = 0.4  # share of clips (both sides) given room / noise / phone band / gain
 
 
-def _spoof_text(source: str, rng: np.random.Generator) -> tuple[str, tuple[str, ...]]:
-    """Text and candidate voices for a spoof that mirrors a real set's content and language."""
-    if source == "fsdd":
-        return _pick(rng, DIGIT_WORDS), EN_VOICES
-    if source == "speech_commands":
-        return _pick(rng, SC_LABELS[:10] + SC_UNKNOWN_WORDS), EN_VOICES
-    if source == "ravdess":
-        text = _pick(rng, RAVDESS_SENTENCES) if rng.random() < 0.5 else synth.sentence("en", 5, rng)
-        return text, EN_VOICES
-    if source == "lt_commands":
-        return _pick(rng, LT_LABELS).replace("_", " "), ("lt",)
-    return synth.sentence("ar", int(rng.integers(1, 3)), rng).rstrip(".?!"), ("ar",)
+@dataclass(frozen=True)
+class SpoofRecipe:
+    """One clip of the ``fake`` task: ``engine`` speaks ``text`` (or the real file ``real`` is loaded and, for
+    ``engine="vocoder"``, resynthesised by the vocoder ``voice``), is peak-normalised to 0.5, then maybe gets
+    room / noise / phone-band / gain effects (``augment``) and a lossy codec (``channel``)."""
+
+    engine: str  # "real" | "espeak" | "festival" | "flite" | "piper" | "kokoro" | "vocoder"
+    voice: str = ""  # voice name (espeak: variant), or the vocoder
+    text: str = ""
+    lang: str = ""  # espeak: its language voice; piper: accent (espeak voice); kokoro: "ja" or an espeak voice
+    rate: float = 1.0  # duration stretch (espeak: words per minute; kokoro: speed)
+    pitch: float = 0.0  # espeak pitch 0-99; flite mean F0 in Hz (0: the voice's own)
+    noise: tuple[float, float] = (0.667, 0.8)  # piper noise_scale, noise_w
+    real: str = ""
+    seed: int = 0  # the vocoder's settings
+    augment: int | None = None
+    channel: str = ""
+    channel_seed: int = 0
+
+    def key(self) -> str:
+        """A stable id of the clip (a real file counts by its path under the data root)."""
+        real = Path(self.real)
+        same = replace(self, real=str(real.relative_to(DATA)) if self.real and real.is_relative_to(DATA) else self.real)
+        return hashlib.sha1(repr(same).encode("utf-8")).hexdigest()[:16]
+
+    def render(self) -> np.ndarray:
+        e = self.engine
+        if e in ("real", "vocoder"):
+            wav, sr = sf.read(self.real, dtype="float32", always_2d=True)
+            wav = synth.resample(wav.mean(axis=1), sr, SR)
+            if e == "vocoder":
+                wav = spoofs.vocode(wav, self.voice, np.random.default_rng(self.seed))[0]
+        elif e == "espeak":
+            wav = synth.synthesize(self.text, self.lang, None if self.voice == "default" else self.voice,
+                                   int(self.pitch), int(self.rate))
+        elif e == "festival":
+            wav = spoofs.festival(self.text, self.voice, self.rate)
+        elif e == "flite":
+            wav = spoofs.flite(self.text, self.voice, self.rate, self.pitch or None)
+        elif e == "piper":
+            wav = spoofs.piper(self.text, self.rate, self.noise[0], self.noise[1], self.lang)
+        elif e == "kokoro":
+            wav = spoofs.kokoro(self.text, self.voice, self.rate, self.lang)
+        else:
+            raise ValueError(f"unknown engine {e!r}")
+        wav = synth.limit(wav / max(1e-6, float(np.abs(wav).max())) * 0.5)
+        if self.augment is not None:
+            wav = synth.augment(wav, np.random.default_rng(self.augment))
+        if self.channel:
+            wav = spoofs.channel(wav, self.channel, np.random.default_rng(self.channel_seed))
+        return synth.limit(wav)
+
+
+def _conditions(rng: np.random.Generator) -> dict:
+    """Room / noise / phone effects and a lossy codec, drawn alike for bona fide and spoofed clips."""
+    aug = int(rng.integers(2 ** 31)) if rng.random() < FAKE_AUGMENT_P else None
+    ch = str(_pick(rng, spoofs.CHANNELS)) if rng.random() < FAKE_CHANNEL_P else ""
+    return {"augment": aug, "channel": ch, "channel_seed": int(rng.integers(2 ** 31)) if ch else 0}
+
+
+def _spoof_langs(engine: str, voice: str) -> tuple[str, ...]:
+    """Languages (codes of :data:`recipes.common.synth.LANGUAGES`) a non-espeak voice speaks."""
+    if engine == "festival":
+        return (spoofs.FESTIVAL_VOICES[voice][0],)
+    return ("ja", "en") if engine == "kokoro" else ("en",)
+
+
+def _spoof_text(source: str, lang: str, rng: np.random.Generator) -> str:
+    """What a spoof says: the kind of content of the real set ``source`` (digits, command words, sentences), in
+    ``lang`` (a voice that cannot speak the set's language says words or sentences of its own)."""
+    if lang == "en" and source == "fsdd":
+        return _pick(rng, DIGIT_WORDS)
+    if lang == "en" and source == "speech_commands":
+        return _pick(rng, SC_LABELS[:10] + SC_UNKNOWN_WORDS)
+    if lang == "en" and source == "ravdess" and rng.random() < 0.5:
+        return _pick(rng, RAVDESS_SENTENCES)
+    if lang == "lt" and source == "lt_commands":
+        return _pick(rng, LT_LABELS).replace("_", " ")
+    n = int(rng.integers(1, 3)) if source in SHORT_SOURCES else int(rng.integers(3, 11))
+    return synth.sentence(lang, n, rng).rstrip(".?!") if n < 3 else synth.sentence(lang, n, rng)
+
+
+def _spoof(family: str, source: str, split: str, rng: np.random.Generator) -> Clip:
+    """A synthesized spoof of ``family`` mirroring ``source``: a voice of the split, its settings drawn from rng."""
+    engine, voice = _pick(rng, FAKE_FAMILIES[family][split])
+    cond = _conditions(rng)
+    if engine == "espeak":
+        if source in ("lt_commands", "ar_commands"):
+            lang = "lt" if source == "lt_commands" else "ar"
+            voices: Sequence[str] = (lang,)
+        elif source == "voxforge":
+            lang = _pick(rng, VOX_LANGS)
+            voices = synth.LANGUAGES[lang].voices
+        else:
+            lang, voices = "en", EN_VOICES
+        r = SpoofRecipe("espeak", voice, _spoof_text(source, lang, rng), _pick(rng, voices),
+                        float(rng.integers(130, 211)), float(rng.integers(30, 71)), **cond)
+        return Clip("spoof", f"espeak:{voice}", "synth", recipe=r)
+    lang = _pick(rng, _spoof_langs(engine, voice))
+    text = _spoof_text(source, lang, rng)
+    rate = float(np.round(rng.uniform(0.8, 1.25), 2))
+    if engine == "flite":
+        f0 = float(rng.integers(150, 231)) if voice == "slt" else float(rng.integers(85, 151))
+        r = SpoofRecipe("flite", voice, text, "en", rate, f0 if rng.random() < 0.7 else 0.0, **cond)
+    elif engine == "piper":
+        accent = _pick(rng, ("en-us", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029"))
+        noise = (float(np.round(rng.uniform(0.3, 0.9), 2)), float(np.round(rng.uniform(0.4, 1.0), 2)))
+        r = SpoofRecipe("piper", voice, text, accent, rate, noise=noise, **cond)
+    elif engine == "kokoro":
+        r = SpoofRecipe("kokoro", voice, text, "ja" if lang == "ja" else _pick(rng, ("en-us", "en-gb")),
+                        float(np.round(rng.uniform(0.8, 1.2), 2)), **cond)
+    else:
+        r = SpoofRecipe("festival", voice, text, lang, rate, **cond)
+    return Clip("spoof", f"{engine}:{voice}", "synth", recipe=r)
 
 
 def _fake(split: str) -> list[Clip]:
-    """Bona fide: held-out-speaker real clips of five sets; spoof: espeak-ng saying the same kind of content.
+    """Bona fide: held-out-speaker real clips of six sets; spoof: five families of synthesizers and vocoders saying
+    the same kind of content (vocoded spoofs resynthesise real clips of the same split's speakers).
 
-    Both sides are degraded (reverb, real noise, telephone band, gain) 40% of the time, so that noise or
-    bandwidth alone does not tell them apart.
+    Both sides get the same room / noise / phone-band effects (40%) and lossy codecs (20%), so that a channel
+    alone does not tell them apart.
     """
-    n = {"train": 1500, "val": 150, "test": 300}[split]
-    rng = _rng("fake", split)
-    bona, spoof = [], []
+    rng = _rng("fake2", split)
+    bona, spoof, pools = [], [], {}
     for source in FAKE_SOURCES:
         pool = [c for c in _real(source, split) if c.label != "_silence_"]
-        m = n // len(FAKE_SOURCES)
-        for c in [pool[i] for i in sorted(rng.choice(len(pool), size=min(m, len(pool)), replace=False))]:
-            if rng.random() < 0.4:
-                c = Clip("bonafide", c.speaker, "real", recipe=Recipe(real=c.path, augment=int(rng.integers(2 ** 31))))
+        pools[source] = pool
+        for i in sorted(rng.choice(len(pool), size=min(BONA_PER_SOURCE[split], len(pool)), replace=False)):
+            c, cond = pool[i], _conditions(rng)
+            if cond["augment"] is None and not cond["channel"]:
+                bona.append(Clip("bonafide", c.speaker, "real", path=c.path))
             else:
-                c = Clip("bonafide", c.speaker, "real", path=c.path)
-            bona.append(c)
-        for _ in range(min(m, len(pool))):  # as many spoofs as bona fide clips of this set
-            text, voices = _spoof_text(source, rng)
-            spoof.append(_speak(text, "spoof", split, rng, voices, augment_p=0.4))
+                bona.append(Clip("bonafide", c.speaker, "real", recipe=SpoofRecipe("real", real=c.path, **cond)))
+    for family in FAKE_FAMILIES:
+        for k in range(SPOOFS_PER_FAMILY[split]):
+            source = FAKE_SOURCES[k % len(FAKE_SOURCES)]
+            if family == "vocoded":
+                c = _pick(rng, pools[source])
+                voc = FAKE_FAMILIES[family][split][k % len(spoofs.VOCODERS)][1]
+                r = SpoofRecipe("vocoder", voc, real=c.path, seed=int(rng.integers(2 ** 31)), **_conditions(rng))
+                spoof.append(Clip("spoof", f"vocoder:{voc}", "synth", recipe=r))
+            else:
+                spoof.append(_spoof(family, source, split, rng))
     return bona + spoof
+
+
+def spoof_family(speaker: str) -> str:
+    """The family of a ``fake`` example's speaker tag (``"festival:kal_diphone"`` -> ``"concat"``); ``""`` for a
+    real speaker."""
+    engine, _, voice = speaker.partition(":")
+    for family, by_split in FAKE_FAMILIES.items():
+        if any((engine, voice) in pairs for pairs in by_split.values()):
+            return family
+    return ""
 
 
 #: label -> espeak-ng voice of the ``accent`` task.
@@ -503,62 +659,95 @@ TASKS: dict[str, Task] = {t.id: t for t in [
          "Which digit, 0 to 9, is spoken? Trained on recordings of English digits by a few real speakers (the "
          "Free Spoken Digit Dataset) plus the digit words said by dozens of synthetic espeak-ng voices; tested on "
          "a real speaker the prompt never heard.",
-         tuple(str(i) for i in range(10)), _digits, needs=("fsdd",)),
+         tuple(str(i) for i in range(10)), _digits, needs=("fsdd",),
+         test_means="accuracy on a real speaker never heard in training (one FSDD speaker, single English digits)",
+         not_for="digits inside longer speech, or digits in other languages"),
     Task("commands", "Speech commands",
          "Keyword spotting in the Google Speech Commands set-up: ten command words (yes, no, up, down, left, "
          "right, on, off, stop, go), any other word (_unknown_) or just background noise (_silence_). Real "
          "one-second recordings by crowd-sourced speakers in ordinary rooms; the test speakers are held out.",
-         SC_LABELS, _commands, needs=("speech_commands",)),
+         SC_LABELS, _commands, needs=("speech_commands",),
+         test_means=("accuracy on crowd-sourced real speakers never heard in training (Speech Commands, one-second "
+         "clips)"),
+         not_for="words in running speech: it only knows one-second clips of ten words, 'other word' and noise"),
     Task("ar_commands", "Arabic speech commands",
          "Sixteen spoken Arabic commands (the digits 0-9 and add, back, cancel, confirm, continue, delete), "
          "recorded on mobile phones. One of SpeechPrompt v2's low-resource command sets: the backbone never saw "
          "labelled Arabic, only the prompt learns the words.",
          ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "add", "back", "cancel", "confirm", "continue",
-          "delete"), _ar_commands, needs=("ar_commands",)),
+          "delete"), _ar_commands, needs=("ar_commands",),
+         test_means="accuracy on real Arabic speakers never heard in training (sixteen command words)",
+         not_for="other Arabic words or sentences: it only knows these sixteen commands"),
     Task("lt_commands", "Lithuanian speech commands",
          "Twenty Lithuanian command words (taip, ne, stop, įjunk, išjunk, į kairę, the digits...). Only a few "
          "hundred real recordings exist, which is the point: a tiny prompt learns a new language's commands. "
          "Training adds the words said by espeak-ng's Lithuanian voice; tested on unseen real speakers.",
-         LT_LABELS, _lt_commands, needs=("lt_commands",)),
+         LT_LABELS, _lt_commands, needs=("lt_commands",),
+         test_means="accuracy on real Lithuanian speakers never heard in training (twenty command words)",
+         not_for="other Lithuanian words or sentences: it only knows these twenty commands"),
     Task("language", "Spoken language",
          "Which language is spoken: German, English, Spanish, French, Italian or Russian? Trained on sentences "
          "synthesized by many espeak-ng voices (with room noise and phone-line effects) plus one VoxForge "
          "volunteer per language; the honest score is on the 'real' split, VoxForge volunteers never heard in "
          "training.",
-         LANGS, _language, splits=SPLITS + ("real",), needs=("voxforge", "noise")),
+         LANGS, _language, splits=SPLITS + ("real",), needs=("voxforge", "noise"),
+         headline_metric="real_accuracy",
+         test_means=("accuracy on real VoxForge volunteers never heard in training (30 clips; on unseen synthetic "
+         "voices it scores higher, which is not what people get)"),
+         not_for="languages other than the six, mixed-language speech, or judging someone's accent or origin"),
     Task("emotion", "Emotion",
          "Which of eight emotions an actor expresses (neutral, calm, happy, sad, angry, fearful, disgust, "
          "surprised) while saying one of two fixed sentences, from the RAVDESS recordings. Only the voice tells "
          "the emotion; the test actors are unseen. Non-commercial use only (CC BY-NC-SA).",
-         RAVDESS_EMOTIONS, _emotion, needs=("ravdess",)),
+         RAVDESS_EMOTIONS, _emotion, needs=("ravdess",),
+         test_means="accuracy on RAVDESS actors never heard in training (acted emotions, two fixed sentences)",
+         not_for="reading real people's feelings in everyday speech: it learned acted emotions of 16 actors"),
     Task("gender", "Speaker gender",
          "Female or male voice? Trained on RAVDESS actors plus male and female espeak-ng voices saying random "
          "English sentences; tested on actors the prompt never heard.",
-         ("female", "male"), _gender, needs=("ravdess", "noise")),
+         ("female", "male"), _gender, needs=("ravdess", "noise"),
+         test_means="accuracy on RAVDESS actors never heard in training",
+         not_for="telling anyone's gender identity: it guesses a voice's pitch-range class"),
     Task("speaker", "Who is speaking",
          "Closed-set speaker identification among the four speakers of the Free Spoken Digit Dataset (jackson, "
          "nicolas, theo, yweweler). Every digit appears in every split; the test takes are recordings the prompt "
          "never heard.",
-         FSDD_SPEAKERS, _speaker, needs=("fsdd",)),
+         FSDD_SPEAKERS, _speaker, needs=("fsdd",),
+         test_means="accuracy on takes never heard of the same four FSDD speakers (closed set)",
+         not_for="identifying or verifying anyone else: it only knows four people"),
     Task("fake", "Real or synthetic speech",
-         "Is it a real person (bonafide) or a speech synthesizer (spoof)? Real recordings from five data sets "
-         "against espeak-ng voices saying the same kind of words and sentences; both sides get the same room "
-         "noise and phone-line effects, and the test voices and speakers are unseen. Scored by equal error rate.",
+         "Is it a real person (bonafide) or a speech synthesizer (spoof)? Real recordings from six data sets "
+         "against five families of synthetic speech saying the same kind of words and sentences: rule-based "
+         "(espeak-ng), concatenative (Festival diphone and unit-selection voices), statistical parametric (Flite, "
+         "HTS), neural (Piper, Kokoro) and vocoded real speech (WORLD, Griffin-Lim, codec2, LPC). Both sides get "
+         "the same room noise, phone-line effects and lossy codecs. Scored by equal error rate, also on each "
+         "family left out of training.",
          ("bonafide", "spoof"), _fake, metric="eer",
-         needs=("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands", "noise")),
+         needs=("fsdd", "speech_commands", "ravdess", "lt_commands", "ar_commands", "voxforge", "noise"),
+         headline_metric="unseen_family_eer",
+         test_means=("equal error rate on synthesizer families never seen in training (leave-one-family-out, pooled) "
+         "against real people never heard"),
+         not_for="proving a recording is genuine: a synthesizer unlike those it learned may pass as real"),
     Task("accent", "English accent (synthetic)",
          "Which English accent: American, Received Pronunciation, Scottish, Caribbean or West Midlands? The "
          "voices are espeak-ng's accent rules, so this is about pronunciation patterns of a synthesizer, not of "
          "real people; test voices and sentences are unseen.",
-         tuple(ACCENTS), _accent, needs=("noise",)),
+         tuple(ACCENTS), _accent, needs=("noise",),
+         test_means="accuracy on espeak-ng voices never heard in training: accents of a synthesizer",
+         not_for="accents of people: never tested on a real speaker"),
     Task("intent", "Spoken command intent",
          "What does the speaker want? Smart-home commands in the style of Fluent Speech Commands, labelled "
          "action|object|location (e.g. 'turn the kitchen lights off' = deactivate|lights|kitchen), each said in "
          "several phrasings by synthetic voices; tested on unseen voices.",
-         INTENTS, _intent, needs=("noise",)),
+         INTENTS, _intent, needs=("noise",),
+         test_means="accuracy on synthetic voices never heard in training",
+         not_for="real people's commands (never tested on a real speaker) or requests outside its 20 intents"),
     Task("question", "Statement or question",
          "Is it said as a statement or as a question? Each sentence is spoken both ways by the same synthetic "
          "voice with the same words (no question words), so only the intonation, the rising pitch at the end, "
          "tells them apart.",
-         ("statement", "question"), _question, needs=("noise",)),
+         ("statement", "question"), _question, needs=("noise",),
+         test_means="accuracy on synthetic voices never heard in training (the same words said both ways)",
+         not_for=("real people's questions: synthetic voices only, the shared data has no real questions "
+         "(RAVDESS's two sentences are statements)")),
 ]}
