@@ -117,7 +117,7 @@ def cmd_tasks(args) -> int:
     for t in engine.tasks:
         p = engine.prompts[t]
         rows.append({"task": t, "title": p.info.title, "labels": p.labels, "trainable_params": p.num_trainable(),
-                     "metrics": p.info.metrics})
+                     "metrics": p.info.metrics, "card": p.info.card.to_json() if p.info.card else None})
     if args.json:
         print(json.dumps(rows, ensure_ascii=False))
     else:

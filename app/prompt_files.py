@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from safetensors.torch import save as safetensors_bytes
 
 from .lm import UnitLMConfig
-from .prompting import PromptConfig, PromptError, TaskInfo, TaskPrompt, stream_sizes
+from .prompting import PromptConfig, PromptError, TaskCard, TaskInfo, TaskPrompt, stream_sizes
 
 FORMAT_VERSION = 1
 MAX_PROMPT_FILE_BYTES = 16 * 2**20
@@ -43,6 +43,7 @@ def save_prompt(prompt: TaskPrompt, folder: str | Path, backbone_id: str, finger
         "metrics": info.metrics,
         "date": _dt.date.today().isoformat(),
         **({"extra": info.extra} if info.extra else {}),
+        **({"card": info.card.to_json()} if info.card else {}),
     }
     (folder / "task.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return folder
@@ -72,6 +73,7 @@ def load_prompt(folder: str | Path, lm_config: UnitLMConfig, fingerprint: str | 
             id=meta["id"], labels=meta["labels"], title=meta.get("title", ""),
             description=meta.get("description", ""), training_data=meta.get("training_data", ""),
             metrics=meta.get("metrics", {}), extra=meta.get("extra", {}),
+            card=TaskCard.from_json(meta["card"], meta.get("metrics", {})) if "card" in meta else None,
         )
         verb = meta["verbalizer"]
         reads = list(verb.get("reads", ["units"]))  # prompts from before prosody-aware verbalizers read units only

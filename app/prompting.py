@@ -19,7 +19,7 @@ both use it, so a task behaves the same alone or batched with other tasks.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -65,9 +65,68 @@ class PromptConfig:
             self.read_at = "separator"  # a fixed verbalizer reads its unit tokens at the separator
 
 
+#: Whose speech a prompt learned from (``TaskCard.training_speech``).
+CARD_SPEECH = ("real", "synthetic", "both")
+CARD_TEXT_MAX = 300  # characters of a card's one-line texts
+
+
+@dataclass(frozen=True)
+class TaskCard:
+    """What to read beside a task's answer: whose speech the prompt learned from, which of its figures is the
+    honest one and what that figure measures, and what the prompt is not for.
+
+    ``headline_metric`` names a number among the prompt's metrics (``test_accuracy``, ``real_accuracy``,
+    ``unseen_family_eer``...); a name ending in ``eer`` is an equal error rate (lower is better)."""
+
+    training_speech: str  # "real" (recordings of people) | "synthetic" (synthesizers, vocoders) | "both"
+    real_speakers: int  # people heard in training
+    synthetic_voices: int  # synthetic voices (and vocoders) heard in training
+    headline_metric: str
+    test_means: str  # one line: what the headline figure measures, on whom
+    not_for: str  # one line: what the prompt must not be used for
+
+    def __post_init__(self) -> None:
+        if self.training_speech not in CARD_SPEECH:
+            raise PromptError(f"card.training_speech must be one of {CARD_SPEECH}, got {self.training_speech!r}.")
+        for name in ("real_speakers", "synthetic_voices"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise PromptError(f"card.{name} must be a whole number >= 0, got {v!r}.")
+        heard = (self.real_speakers > 0, self.synthetic_voices > 0)
+        if heard != {"real": (True, False), "synthetic": (False, True), "both": (True, True)}[self.training_speech]:
+            raise PromptError(f"card.training_speech {self.training_speech!r} does not match {self.real_speakers} "
+                              f"real speakers and {self.synthetic_voices} synthetic voices.")
+        for name in ("headline_metric", "test_means", "not_for"):
+            v = getattr(self, name)
+            if not isinstance(v, str) or not v.strip() or len(v) > CARD_TEXT_MAX:
+                raise PromptError(f"card.{name} must be a non-empty text of at most {CARD_TEXT_MAX} characters.")
+
+    @classmethod
+    def from_json(cls, d: Any, metrics: Mapping[str, Any]) -> "TaskCard":
+        """A card from task.json's ``card`` object; its headline metric must be a number among ``metrics``."""
+        if not isinstance(d, dict):
+            raise PromptError("card must be a JSON object.")
+        names = [f.name for f in fields(cls)]
+        missing, unknown = [n for n in names if n not in d], sorted(set(d) - set(names))
+        if missing or unknown:
+            raise PromptError(f"card: missing fields {missing}, unknown fields {unknown}.")
+        card = cls(**{n: d[n] for n in names})
+        value = metrics.get(card.headline_metric) if isinstance(metrics, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise PromptError(f"card.headline_metric {card.headline_metric!r} is not a number among the metrics.")
+        return card
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.headline_metric.endswith("eer")
+
+
 @dataclass
 class TaskInfo:
-    """The JSON side of a prompt: what the task is and how the prompt was made."""
+    """The JSON side of a prompt: what the task is and how the prompt was made (``card``: optional)."""
 
     id: str
     labels: list[str]
@@ -76,6 +135,14 @@ class TaskInfo:
     training_data: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    card: TaskCard | None = None
+
+    def headline(self) -> tuple[str, float] | None:
+        """The card's honest figure ``(metric name, value)``, or None without a card."""
+        if self.card is None:
+            return None
+        value = self.metrics.get(self.card.headline_metric) if isinstance(self.metrics, dict) else None
+        return (self.card.headline_metric, float(value)) if isinstance(value, (int, float)) else None
 
     def __post_init__(self) -> None:
         check_task_id(self.id)

@@ -15,7 +15,7 @@ import torch
 
 from app.engine import Engine
 from app.prompt_files import load_prompt, prompt_file_bytes as prompt_bytes
-from app.prompting import verbalizer_input
+from app.prompting import TaskCard, TaskInfo, verbalizer_input
 from app.settings import DEFAULT_PROMPTS_DIR, EXAMPLES_DIR
 from app.ui import all_view, api, build_ui, how_view, plots, train_data, train_run, try_view
 from app.ui.server import launch_kwargs, parse_args
@@ -23,7 +23,7 @@ from app.ui.session import Session, cleanup_session, session_engine, task_choice
 from app.ui.widgets import Example, examples
 
 from .conftest import KINDS
-from .ui_engine import TASKS, ui_engine, write_tone
+from .ui_engine import CARD, TASKS, ui_engine, write_tone
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,45 @@ def test_task_card_describes_the_task(engine):
     from app.engine import Engine
 
     assert "No task prompts" in try_view.task_card(Engine(engine.backbone), None, None)
+
+
+@pytest.fixture
+def carded(engine):
+    """The tones prompt with a task card (the shared engine is restored afterwards)."""
+    info = engine.prompts["tones"].info
+    old = info.card
+    info.card = TaskCard(**CARD)
+    yield info.card
+    info.card = old
+
+
+def test_try_view_shows_the_task_card_beside_the_answer(engine, clip, carded):
+    out = try_view.run_task(engine, Session(), clip, "tones")
+    head, trust = out.headline.split('<div class="trust">')
+    assert engine.classify(clip, "tones").label in head  # the answer, then its card right below it
+    assert "accuracy 90.0%: accuracy on tones never heard in training" in trust
+    assert "Learned from</span> 3 synthetic voices only, no real person" in trust
+    assert "Not for</span> real speech: it only ever heard three kinds of tone" in trust
+    card = try_view.task_card(engine, None, "tones")
+    assert "Measured: accuracy 90.0%, accuracy on tones never heard in training." in card
+    assert "**Not for:** real speech" in card and "Test accuracy" not in card
+    assert "accuracy 90.0% (33%)" in how_view.how_markdown(engine)
+
+
+def test_without_a_card_the_try_view_shows_no_card(engine, clip):
+    assert engine.prompts["tones"].info.card is None
+    assert 'class="trust"' not in try_view.run_task(engine, Session(), clip, "tones").headline
+
+
+def test_card_html_words_an_error_rate_and_escapes_its_texts():
+    info = TaskInfo(id="fake", labels=["bonafide", "spoof"], metrics={"unseen_family_eer": 0.213},
+                    card=TaskCard("both", 1, 12, "unseen_family_eer", "EER on families never seen",
+                                  "proving <b>anything</b>"))
+    html = plots.card_html(info)
+    assert "EER 21.3% (lower is better): EER on families never seen" in html
+    assert "1 real person and 12 synthetic voices" in html
+    assert "&lt;b&gt;anything&lt;/b&gt;" in html and "<b>anything" not in html
+    assert plots.card_html(TaskInfo(id="x", labels=["a", "b"])) == ""
 
 
 # ------------------------------------------------------------------ All tasks at once

@@ -116,7 +116,15 @@ def add_malformed_prompts(prompts: Path, good: str = "tones") -> dict[str, str]:
     cases["oversized"] = "larger than any prompt"
     clone("no-labels", labels=["only-one"])
     cases["no-labels"] = "2 or more distinct labels"
+    clone("bad-card", card={**CARD, "training_speech": "robots"})
+    cases["bad-card"] = "card.training_speech"
     return cases
+
+
+#: A valid task card for the tone prompts (their metrics hold test_accuracy 0.9).
+CARD = {"training_speech": "synthetic", "real_speakers": 0, "synthetic_voices": 3,
+        "headline_metric": "test_accuracy", "test_means": "accuracy on tones never heard in training",
+        "not_for": "real speech: it only ever heard three kinds of tone"}
 
 
 @contextmanager

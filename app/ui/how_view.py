@@ -107,13 +107,15 @@ def how_markdown(engine: Engine) -> str:
         f"= **{total:,} trainable parameters**, {total / max(d['lm_params'], 1):.2%} of the LM.",
     ]
     if engine.tasks:
-        rows = ["| task | classes | test accuracy (chance) | verbalizer | trainable parameters | file | of the LM |",
+        rows = ["| task | classes | measured on unseen speakers (chance) | verbalizer | trainable parameters | file "
+                "| of the LM |",
                 "|---|---:|---:|---|---:|---:|---:|"]
         for t in engine.tasks:
             p = engine.prompts[t]
             n = p.num_trainable()
-            acc = p.info.metrics.get("test_accuracy")
-            measured = f"{acc:.1%}" if isinstance(acc, (int, float)) else "not measured"
+            acc, head = p.info.metrics.get("test_accuracy"), p.info.headline()
+            measured = (plots.figure_text(*head, hint=False) if head else f"{acc:.1%}" if isinstance(acc, (int, float))
+                        else "not measured")
             rows.append(f"| {html.escape(p.info.title)} | {len(p.labels)} | {measured} ({1 / len(p.labels):.0%}) | "
                         f"{p.config.verbalizer} | {n:,} | {plots.human_bytes(prompt_file_bytes(p))} | "
                         f"{n / max(d['lm_params'], 1):.2%} |")

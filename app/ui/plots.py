@@ -10,7 +10,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..encoder.audio import Audio
-from ..prompting import TaskPrompt, verbalizer_input
+from ..prompting import TaskCard, TaskInfo, TaskPrompt, verbalizer_input
 from ..encoder.units import DURATION_EDGES, PITCH_EDGES_HZ, Units
 
 ACCENT = "#4f46e5"
@@ -159,6 +159,37 @@ def probs_figure(labels: Sequence[str], probs: torch.Tensor, top: int = 12,
     fig.update_yaxes(autorange="reversed", automargin=True)
     more = f" (top {top} of {len(labels)})" if len(labels) > top else ""
     return _layout(fig, 90 + 34 * len(order), title + more)
+
+
+def figure_text(metric: str, value: float, hint: bool = True) -> str:
+    """A headline figure in words: ``accuracy 92.6%``, or ``EER 7.0% (lower is better)`` for an error rate."""
+    if metric.endswith("eer"):
+        return f"EER {value:.1%}" + (" (lower is better)" if hint else "")
+    return f"accuracy {value:.1%}"
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
+def learned_from(card: TaskCard) -> str:
+    """Whose speech a prompt learned from, in words."""
+    people = _count(card.real_speakers, "real person", "real people")
+    voices = _count(card.synthetic_voices, "synthetic voice", "synthetic voices")
+    return {"real": f"recordings of {people}", "synthetic": f"{voices} only, no real person",
+            "both": f"{people} and {voices}"}[card.training_speech]
+
+
+def card_html(info: TaskInfo) -> str:
+    """The task card beside an answer: the honest figure and what it measures, whose speech the prompt learned
+    from, and what it is not for ('' for a prompt without a card, e.g. one trained in the app)."""
+    card, head = info.card, info.headline()
+    if card is None or head is None:
+        return ""
+    rows = [("How well", f"{figure_text(*head)}: {card.test_means}"), ("Learned from", learned_from(card)),
+            ("Not for", card.not_for)]
+    return ('<div class="trust">' + "".join(f'<div class="trust-row"><span class="trust-key">{k}</span> '
+                                            f'{html.escape(v)}</div>' for k, v in rows) + "</div>")
 
 
 def headline_html(label: str, confidence: float, task_title: str) -> str:

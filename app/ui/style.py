@@ -32,6 +32,11 @@ CSS = """
 .headline-label { font-size: 2.3rem; font-weight: 700; color: #1e1b4b; line-height: 1.15; word-break: break-word; }
 .headline-conf { font-size: 1rem; color: #3730a3; }
 .facts { font-size: 0.92rem; }
+.trust { margin-top: 8px; padding: 8px 12px; border-radius: 10px; background: #fffbeb; border: 1px solid #fde68a;
+         font-size: 0.88rem; line-height: 1.35; color: #422006; overflow-wrap: anywhere; }
+.trust-row + .trust-row { margin-top: 4px; }
+.trust-key { font-weight: 700; color: #92400e; margin-right: 2px; }
+.trust-key::after { content: ":"; }
 .caption { font-size: 0.88rem; color: var(--body-text-color-subdued); }
 .task-card { font-size: 0.92rem; }
 .examples-title { margin-bottom: -6px; }

@@ -42,7 +42,8 @@ class TryOutputs:
 
 
 def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
-    """Markdown describing a task: title, description, labels, verbalizer, prompt size, reported accuracy."""
+    """Markdown describing a task: title, description, labels, verbalizer, prompt size, and its measured figure
+    (with its card: the honest one, whose speech it learned from and what it is not for)."""
     eng = session_engine(engine, session)
     if not task or task not in eng.prompts:
         if not eng.tasks:
@@ -56,8 +57,12 @@ def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
             f"**Labels ({len(p.labels)}):** {labels}",
             f"Prompt: {p.config.prompt_length} vectors{' + deep prefixes' if p.config.deep else ''}, "
             f"{p.config.verbalizer} verbalizer, {p.num_trainable():,} trainable parameters."]
+    head = p.info.headline()
     acc = p.info.metrics.get("test_accuracy") if isinstance(p.info.metrics, dict) else None
-    if isinstance(acc, (int, float)):
+    if head is not None:
+        bits[-1] += f" Measured: {plots.figure_text(*head)}, {p.info.card.test_means}."
+        bits.append(f"**Learned from:** {plots.learned_from(p.info.card)}. **Not for:** {p.info.card.not_for}.")
+    elif isinstance(acc, (int, float)):
         bits[-1] += f" Test accuracy {acc:.1%}."
     return "\n\n".join(bits)
 
@@ -109,7 +114,7 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
     V = pred.unit_probs.numel()
     tokens = prompt.tokens.tolist() if prompt.verbalizer is None else []
     return TryOutputs(
-        headline=plots.headline_html(pred.label, pred.confidence, prompt.info.title),
+        headline=plots.headline_html(pred.label, pred.confidence, prompt.info.title) + plots.card_html(prompt.info),
         probs=plots.probs_figure(pred.labels, pred.probs),
         facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices),
         signal=plots.signal_figure(analysis.audio, analysis.units),

@@ -15,11 +15,13 @@ from app.encoder.audio import prepare
 from app.encoder.units import Units
 
 from .paths import DOCS
-from .tasks import TASKS
+from .tasks import FAKE_FAMILIES, TASKS
 
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
 VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
 RESULTS_DIR = DOCS / "results"
+#: The ``fake`` task's leave-one-family-out run (recipes.build.fake_families).
+FAMILIES_FILE = RESULTS_DIR / "families" / "fake.json"
 
 
 def log(msg: str) -> None:
@@ -80,6 +82,37 @@ def cap_stratified(items: list, n: int, seed: int) -> list:
         idx = np.flatnonzero(labels == c)
         keep += rng.permutation(idx)[: max(1, round(n * len(idx) / len(items)))].tolist()
     return [items[i] for i in sorted(keep)]
+
+
+def task_card(task, metrics: dict, cap: int = 0, seed: int = 0) -> dict:
+    """The task card of ``task``'s shipped prompt (``app.prompting.TaskCard`` as JSON): whose speech it learned
+    from, counted on the training clips train_prompts uses (at most ``cap``, stratified, seeded: as
+    :func:`split_examples` picks them, without making audio), and the task's own texts. Raises PromptError when
+    ``metrics`` lack the task's headline metric."""
+    from app.prompting import TaskCard
+
+    clips = task.clips("train")
+    if cap and len(clips) > cap:
+        clips = [c for c, _ in cap_stratified([(c, c.label) for c in clips], cap, seed)]
+    real = len({c.speaker for c in clips if c.source == "real"})
+    synthetic = len({c.speaker for c in clips if c.source != "real"})
+    card = TaskCard(training_speech="both" if real and synthetic else "real" if real else "synthetic",
+                    real_speakers=real, synthetic_voices=synthetic, headline_metric=task.headline_metric,
+                    test_means=task.test_means, not_for=task.not_for)
+    return TaskCard.from_json(card.to_json(), metrics).to_json()
+
+
+def unseen_family_metrics(path: Path = FAMILIES_FILE) -> dict:
+    """What prompts/fake/task.json carries from a complete leave-one-family-out run: ``unseen_family_eer`` (pooled
+    over the folds), ``unseen_family_eer_worst`` and each family's ``unseen_family_eer_<family>``; {} before."""
+    if not path.is_file():
+        return {}
+    r = json.loads(path.read_text())
+    if not r.get("complete"):
+        return {}
+    per = {f: r["held_out"][f]["eer"] for f in FAKE_FAMILIES}
+    return {"unseen_family_eer": r["pooled_eer"], "unseen_family_eer_worst": max(per.values()),
+            **{f"unseen_family_eer_{f}": v for f, v in per.items()}}
 
 
 def shipped(r: dict) -> dict | None:

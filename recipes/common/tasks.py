@@ -701,7 +701,7 @@ TASKS: dict[str, Task] = {t.id: t for t in [
          "the emotion; the test actors are unseen. Non-commercial use only (CC BY-NC-SA).",
          RAVDESS_EMOTIONS, _emotion, needs=("ravdess",),
          test_means="accuracy on RAVDESS actors never heard in training (acted emotions, two fixed sentences)",
-         not_for="reading real people's feelings in everyday speech: it learned acted emotions of 16 actors"),
+         not_for="reading real people's feelings in everyday speech: it learned acted emotions in two fixed sentences"),
     Task("gender", "Speaker gender",
          "Female or male voice? Trained on RAVDESS actors plus male and female espeak-ng voices saying random "
          "English sentences; tested on actors the prompt never heard.",
