@@ -60,3 +60,21 @@ def test_shipped_prompts_get_every_featured_example_right(engine, item):
     assert item["label"], f"{item['file']}: examples.json names no expected label"
     pred = engine.classify(ROOT / "assets" / "examples" / item["file"], item["task"])
     assert pred.label == item["label"], pred.probs_dict()
+
+
+def test_every_shipped_prompt_carries_its_task_card(engine):
+    """Whose speech it learned from, the honest figure and what it is not for: written by the recipe (task.json)."""
+    for task in engine.tasks:
+        info = engine.prompts[task].info
+        assert info.card is not None, f"{task}: no task card in task.json"
+        assert info.headline() is not None and info.card.not_for and info.card.test_means
+    cards = {t: engine.prompts[t].info.card for t in engine.tasks}
+    for task in ("accent", "intent", "question"):  # learned from synthetic voices only, and say so
+        assert cards[task].training_speech == "synthetic" and cards[task].real_speakers == 0
+    assert "RAVDESS" in cards["question"].not_for  # the shared data has no real questions
+    assert cards["language"].headline_metric == "real_accuracy"  # real volunteers, not the synthetic test split
+    fake = engine.prompts["fake"].info
+    assert fake.card.headline_metric == "unseen_family_eer" and fake.card.training_speech == "both"
+    families = ("formant", "concat", "parametric", "neural", "vocoded")
+    assert all(isinstance(fake.metrics.get(f"unseen_family_eer_{f}"), float) for f in families), fake.metrics
+    assert fake.metrics["unseen_family_eer_worst"] == max(fake.metrics[f"unseen_family_eer_{f}"] for f in families)

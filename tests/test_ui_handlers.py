@@ -175,11 +175,11 @@ def test_try_view_shows_the_task_card_beside_the_answer(engine, clip, carded):
     out = try_view.run_task(engine, Session(), clip, "tones")
     head, trust = out.headline.split('<div class="trust">')
     assert engine.classify(clip, "tones").label in head  # the answer, then its card right below it
-    assert "accuracy 90.0%: accuracy on tones never heard in training" in trust
+    assert "90.0% — accuracy on tones never heard in training" in trust
     assert "Learned from</span> 3 synthetic voices only, no real person" in trust
     assert "Not for</span> real speech: it only ever heard three kinds of tone" in trust
     card = try_view.task_card(engine, None, "tones")
-    assert "Measured: accuracy 90.0%, accuracy on tones never heard in training." in card
+    assert "Measured: 90.0% — accuracy on tones never heard in training." in card
     assert "**Not for:** real speech" in card and "Test accuracy" not in card
     assert "accuracy 90.0% (33%)" in how_view.how_markdown(engine)
 
@@ -194,7 +194,7 @@ def test_card_html_words_an_error_rate_and_escapes_its_texts():
                     card=TaskCard("both", 1, 12, "unseen_family_eer", "EER on families never seen",
                                   "proving <b>anything</b>"))
     html = plots.card_html(info)
-    assert "EER 21.3% (lower is better): EER on families never seen" in html
+    assert "21.3% (lower is better) — EER on families never seen" in html
     assert "1 real person and 12 synthetic voices" in html
     assert "&lt;b&gt;anything&lt;/b&gt;" in html and "<b>anything" not in html
     assert plots.card_html(TaskInfo(id="x", labels=["a", "b"])) == ""

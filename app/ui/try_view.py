@@ -57,10 +57,10 @@ def task_card(engine: Engine, session: Session | None, task: str | None) -> str:
             f"**Labels ({len(p.labels)}):** {labels}",
             f"Prompt: {p.config.prompt_length} vectors{' + deep prefixes' if p.config.deep else ''}, "
             f"{p.config.verbalizer} verbalizer, {p.num_trainable():,} trainable parameters."]
-    head = p.info.headline()
+    figure = plots.card_figure(p.info)
     acc = p.info.metrics.get("test_accuracy") if isinstance(p.info.metrics, dict) else None
-    if head is not None:
-        bits[-1] += f" Measured: {plots.figure_text(*head)}, {p.info.card.test_means}."
+    if figure:
+        bits[-1] += f" Measured: {figure}."
         bits.append(f"**Learned from:** {plots.learned_from(p.info.card)}. **Not for:** {p.info.card.not_for}.")
     elif isinstance(acc, (int, float)):
         bits[-1] += f" Test accuracy {acc:.1%}."

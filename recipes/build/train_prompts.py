@@ -5,7 +5,9 @@
 
 Methods (recipes.common.results.VARIANTS): v2, v2_units, shallow, freq, finetune, mfcc. Of the two v2 prompts the
 one with the better validation accuracy is shipped to prompts/<task>/; results accumulate in docs/results/<task>.json
-and docs/RESULTS.md is regenerated (--report-only does just that). Details: docs/RECIPES.md#train_prompts.
+and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped task.json gets its task card
+(--cards-only writes just the cards, into the prompts already shipped: no training). Details:
+docs/RECIPES.md#train_prompts.
 """
 from __future__ import annotations
 
@@ -24,13 +26,13 @@ from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.metrics import accuracy, eer, macro_f1
 from app.prompt_files import save_prompt
-from app.prompting import PromptConfig, TaskInfo
+from app.prompting import PromptConfig, PromptError, TaskInfo
 from app.settings import ROOT
 from app.training import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
 from recipes.common.paths import DOCS, WORK
-from recipes.common.results import (RESULTS_DIR, VARIANTS, encode_split, load_results, log, shipped,
-                                    split_examples)
-from recipes.common.tasks import REAL_LANGUAGE_COPIES, TASKS
+from recipes.common.results import (FAMILIES_FILE, RESULTS_DIR, VARIANTS, encode_split, load_results, log,
+                                    shipped, split_examples, task_card, unseen_family_metrics)
+from recipes.common.tasks import FAKE_FAMILIES, REAL_LANGUAGE_COPIES, TASKS
 
 SHIPPABLE = ("v2", "v2_units")  # prompt-tuning variants a shipped prompt is chosen from, by validation accuracy
 PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt in front of it
@@ -157,6 +159,28 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
     return results
 
 
+# ---------------------------------------------------------------------------------------------- task cards
+def write_card(task, folder: Path, args) -> bool:
+    """Write ``task``'s card (and, for ``fake``, the leave-one-family-out figures) into ``folder/task.json`` of a
+    shipped prompt; False when there is no prompt or the card's headline figure is not measured yet."""
+    path = folder / "task.json"
+    if not path.is_file():
+        return False
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    metrics = dict(meta.get("metrics") or {})
+    if task.id == "fake":
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("unseen_family_eer")}
+        metrics.update(unseen_family_metrics())
+    try:
+        card = task_card(task, metrics, args.max_train, args.seed)
+    except PromptError as exc:
+        log(f"{task.id}: no task card ({exc})")
+        return False
+    meta["metrics"], meta["card"] = metrics, card
+    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return True
+
+
 # ---------------------------------------------------------------------------------------------- reports
 def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, fingerprint: str) -> str | None:
     """Ship the v2 prompt with the best validation accuracy (ties: the first of SHIPPABLE) to ``out/<task>``;
@@ -246,8 +270,55 @@ def write_reports(all_results: dict, bb: Backbone) -> None:
               "streams can carry at "
               "all, task by task: [STREAM_PROBE.md](STREAM_PROBE.md).", "",
               "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
+    lines += family_lines(bb)
     (DOCS / "RESULTS.md").write_text("\n".join(lines))
     write_chart(all_results, names)
+
+
+#: The issue's targets for the fake prompt on spoof families never seen in training (EER, lower is better).
+FAMILY_TARGETS = {"each held-out family": 0.15, "pooled": 0.10}
+
+
+def family_lines(bb: Backbone) -> list[str]:
+    """RESULTS.md's section on the fake prompt's leave-one-family-out run (empty without one on this backbone)."""
+    if not FAMILIES_FILE.is_file():
+        return []
+    r = json.loads(FAMILIES_FILE.read_text())
+    if r.get("backbone") != bb.fingerprint or not r.get("held_out"):
+        return []
+    lines = ["## fake: synthesizer families never seen in training", "",
+             f"Leave-one-family-out: for each family a {r['variant']} prompt is trained like the shipped one "
+             f"(same budget: at most {r['budget']['max_train']:,} training clips, seed {r['budget']['seed']}) on "
+             "the other four families and the real clips, then scored on the test split's real clips (people never "
+             "heard) against that family's test spoofs. The last column is the shipped prompt, trained on all five "
+             "families (test voices still unseen where the family has enough voices). "
+             f"Command: `{r['command'].strip()}` ({r['date']}); data: `python -m recipes.build.tasks --build fake`.",
+             "", "| held-out family | test voices | test spoofs | EER, family never seen | spoofs passed as real "
+             "(p < 0.5) | real called spoof | epochs (train s) | EER, shipped prompt (family seen) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for fam, row in r["held_out"].items():
+        voices = ", ".join(v for _, v in FAKE_FAMILIES[fam]["test"]) if fam != "formant" else \
+            f"{len(FAKE_FAMILIES[fam]['test'])} espeak-ng variants"
+        seen = r.get("seen", {}).get(fam, {}).get("eer")
+        lines.append(f"| {fam} | {voices} | {row['spoofs']} | {row['eer']:.3f} | {row['spoofs_passed_as_real']:.1%} "
+                     f"| {row['real_called_spoof']:.1%} | {row.get('epochs_run', '')} ({row.get('train_seconds', '')}) "
+                     f"| {'' if seen is None else f'{seen:.3f}'} |")
+    seen_all = r.get("seen", {}).get("all", {}).get("eer")
+    if "pooled_eer" in r:
+        lines.append(f"| **pooled** | | {sum(x['spoofs'] for x in r['held_out'].values())} | "
+                     f"**{r['pooled_eer']:.3f}** | | | | {'' if seen_all is None else f'{seen_all:.3f}'} |")
+    worst = max(x["eer"] for x in r["held_out"].values())
+    lines += ["", "| target | measured | met |", "|---|---|---|",
+              f"| EER <= {FAMILY_TARGETS['each held-out family']:.2f} on each held-out family | worst "
+              f"{worst:.3f} | {'yes' if worst <= FAMILY_TARGETS['each held-out family'] else 'no'} |"]
+    if "pooled_eer" in r:
+        lines.append(f"| pooled EER <= {FAMILY_TARGETS['pooled']:.2f} | {r['pooled_eer']:.3f} | "
+                     f"{'yes' if r['pooled_eer'] <= FAMILY_TARGETS['pooled'] else 'no'} |")
+    lines += ["", "Each run has the budget of the shipped prompts, 7-minute wall-clock cap included: on a busy machine a "
+              "run stops after fewer epochs (see the epochs column and the fake row of the first table)."]
+    if not r.get("complete"):
+        lines += ["", "Not every family has been held out yet: the pooled figure covers those listed."]
+    return lines + [""]
 
 
 def versus_finetune(all_results: dict) -> dict | None:
@@ -344,6 +415,8 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/RESULTS.md and the chart")
     ap.add_argument("--ship-only", action="store_true",
                     help="only choose each task's prompt from --candidates (validation accuracy), then report")
+    ap.add_argument("--cards-only", action="store_true",
+                    help="only write the task cards into the shipped prompts' task.json (no training), then report")
     ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
                     help="only cache task units, with the encoder of an unfinished backbone recipe's work dir "
                          "(its config-encoder.json + centroids), e.g. while the LM is still training")
@@ -353,8 +426,14 @@ def main() -> None:
     if args.encode_only:
         encode_only(args)
         return
-    if args.report_only or args.ship_only:
+    if args.report_only or args.ship_only or args.cards_only:
         bb = Backbone.load(args.backbone)
+    if args.cards_only:
+        for tid in args.tasks:
+            if not TASKS[tid].missing_data():
+                log(f"{tid}: card {'written' if write_card(TASKS[tid], args.out / tid, args) else 'not written'}")
+        write_reports(load_results(bb), bb)
+        return
     if args.ship_only:
         for tid in args.tasks:
             path = RESULTS_DIR / f"{tid}.json"
@@ -362,6 +441,7 @@ def main() -> None:
                 r = json.loads(path.read_text())
                 r["shipped"] = select_and_ship(tid, r, args.candidates, args.out, bb.fingerprint) or r.get("shipped")
                 path.write_text(json.dumps(r, indent=1) + "\n")
+                write_card(TASKS[tid], args.out / tid, args)
                 log(f"{tid}: shipped {r['shipped']}")
     if args.report_only or args.ship_only:
         write_reports(load_results(bb), bb)
@@ -385,6 +465,8 @@ def main() -> None:
             merged["shipped"] = select_and_ship(tid, merged, args.candidates, args.out, bb.fingerprint) or \
                 old.get("shipped")
         path.write_text(json.dumps(merged, indent=1) + "\n")
+        if bb is not None:
+            write_card(task, args.out / tid, args)
         if bb is not None and not args.no_report:
             write_reports(load_results(bb), bb)
     log("done")

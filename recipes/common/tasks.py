@@ -4,7 +4,9 @@
 A :class:`Task` gives ``examples(split) -> list[Example]`` for ``train``, ``val`` and ``test`` (``language`` also
 ``real``): a file path, a label, a speaker, real or synthetic. Real recordings are split by
 :mod:`recipes.common.splits`; synthetic clips are planned from a seed per task and split and cached as FLAC under
-:data:`CACHE`, spoken by voices of :data:`recipes.common.splits.VOICE_SPLITS`. Details: docs/RECIPES.md#tasks.
+:data:`CACHE`, spoken by voices of :data:`recipes.common.splits.VOICE_SPLITS` (the ``fake`` task's spoofs by five
+families of synthesizers and vocoders: :data:`FAKE_FAMILIES`, :mod:`recipes.common.spoofs`). Each task also says
+what its headline figure means and what it is not for (its task card). Details: docs/RECIPES.md#tasks.
 """
 from __future__ import annotations
 
