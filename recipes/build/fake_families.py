@@ -27,7 +27,7 @@ from app.metrics import eer
 from app.prompt_files import load_prompt
 from app.prompting import TaskInfo
 from app.settings import ROOT
-from app.training import TrainConfig, new_prompt, predict_proba, prompt_logits_fn, train_prompt
+from app.training import TrainConfig, predict_proba, prompt_logits_fn, train_task
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE
 from recipes.common.paths import WORK
 from recipes.common.results import FAMILIES_FILE, cap_stratified, encode_split, log, split_examples
@@ -96,10 +96,11 @@ def main(argv: list[str] | None = None) -> None:
                                                                              args.seed)]
         torch.manual_seed(args.seed)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title)
-        prompt = new_prompt(bb.lm, info, PROMPT_VARIANTS[variant], [u for u, _ in picked["train"]], args.seed)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
                           seed=args.seed, max_seconds=args.max_minutes * 60)
-        res = train_prompt(bb.lm, prompt, picked["train"], picked["val"], cfg)
+        # the library's one training flow with train_prompts' settings (random verbalizer start, validation split)
+        prompt, res = train_task(bb.lm, info, PROMPT_VARIANTS[variant], picked["train"], picked["val"], cfg,
+                                 verbalizer_init="random", seed=args.seed)
         p = predict_proba(prompt_logits_fn(bb.lm, prompt), test_units)[:, 1].tolist()
         spoofs = [i for i, f in enumerate(test_f) if f == family]
         row = {**fold_scores(p, real, spoofs), "train_clips": len(picked["train"]), "val_accuracy": res.best_val_acc,
