@@ -119,6 +119,33 @@ def test_a_click_answers_within_half_a_second(url, playwright, tmp_path):  # noq
         browser.close()
 
 
+def test_stopping_a_recording_answers_within_half_a_second(url, playwright, tmp_path):  # noqa: F811
+    import numpy as np
+    import soundfile as sf
+
+    from .conftest import tone_clip
+
+    wav = tmp_path / "mic.wav"
+    sf.write(wav, np.concatenate([tone_clip("high", seed=3, seconds=3.0, sr=48000)] * 2), 48000, subtype="PCM_16")
+    browser = _mic_browser(playwright, wav)
+    try:
+        ctx = browser.new_context(viewport={"width": 1280, "height": 900}, permissions=["microphone"])
+        ctx.add_init_script(ANSWER_JS)
+        page = ctx.new_page()
+        times = []
+        for _ in range(5):  # a fresh page each time, so that any answer changes the headline
+            page.goto(url)
+            audio = page.locator("#try-audio")
+            audio.locator("button.record-button").click()
+            page.wait_for_timeout(1000)
+            times.append(answer_times(page, lambda: audio.locator("button.stop-button").first.click(),
+                                      settle_ms=300, timeout_ms=TIMEOUT_MS))
+        _record("try_stop_to_answer", [t["paint_ms"] for t in times])
+        assert statistics.median(t["paint_ms"] for t in times) <= _limit_ms()
+    finally:
+        browser.close()
+
+
 def test_a_unit_plays_its_stretch_of_the_clip(url, playwright, tmp_path):  # noqa: F811
     clip = write_tone(tmp_path / "chirp.wav", "chirp", 5)
     browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS + [

@@ -68,7 +68,7 @@ def unit_strip_html(audio: Audio, units: Units) -> str:
 
 def name_units(fig: go.Figure, units: Units) -> go.Figure:
     """Rename the ``unit N`` bars of a figure (the verbalizer's inputs) after where N sounds in the clip:
-    ``unit 47 ▶ 0.32 s`` (click to hear), or ``unit 47 (not in clip)``."""
+    ``unit 47 ▶ 0.32 s`` (click to hear); a unit the clip does not contain keeps its name."""
     where = first_occurrence(units)
 
     def rename(name: object) -> object:
@@ -76,7 +76,7 @@ def name_units(fig: go.Figure, units: Units) -> go.Figure:
         if not m:
             return name
         u = int(m.group(1))
-        return f"unit {u} ▶ {where[u][0]:.2f} s" if u in where else f"unit {u} (not in clip)"
+        return f"unit {u} ▶ {where[u][0]:.2f} s" if u in where else name
 
     for trace in fig.data:
         for axis in ("x", "y"):

@@ -17,8 +17,10 @@ from .session import Session, session_engine, task_choices
 from .try_view import default_task
 
 STREAM_EVERY = 0.1  # s of audio per chunk: the latency a word's end waits at most before the server hears it
-TIME_LIMIT = 300  # s: a stream is closed after this (the Listener also stops after MAX_STREAM_S of audio)
-LISTEN = {"concurrency_id": "listen", "concurrency_limit": 4}  # streams' own pool, apart from "inference"
+TIME_LIMIT = 150  # s: a stream is closed after this (the Listener already stops after MAX_STREAM_S of audio)
+# Streams have their own pool, apart from "inference": a stream holds its slot while it lasts (mostly waiting for
+# chunks), so this many visitors can listen at once; the next one waits in the queue until a stream ends.
+LISTEN = {"concurrency_id": "listen", "concurrency_limit": 8}
 
 
 def on_chunk(engine: Engine, session: Session | None, listener: Listener | None, task: str | None, chunk: Any) -> Any:

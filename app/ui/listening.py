@@ -20,7 +20,7 @@ from ..engine import Engine
 from .plots import unit_color
 
 BUFFER_S = 4.0  # audio kept per visitor (a word is at most VADConfig.max_word_s = 2 s, plus its pre-roll)
-MAX_STREAM_S = 300.0  # one listening session hears at most this much audio; press Record again for more
+MAX_STREAM_S = 120.0  # one listening session hears at most this much audio; press Record again for more
 MAX_CHUNK_S = 2.0  # a chunk longer than this (a client that does not stream) is cut to its last MAX_CHUNK_S
 LIVE_EVERY_S = 0.3  # the live guess on the word so far is refreshed at most this often
 LIVE_MIN_S = 0.25  # and only once the word is this long
@@ -34,6 +34,7 @@ class Detection:
     confidence: float
     at_s: float  # where the word ended in the stream (s)
     end_sample: int  # the end of its last loud frame, in stream samples
+    span: tuple[int, int]  # the stretch of the stream that was classified (samples)
     sample_rate: int
     server_ms: float  # from the chunk that ended the word arriving to its answer being ready
     units: int
@@ -75,7 +76,7 @@ class Listener:
         x = _mono_float(samples)[-int(MAX_CHUNK_S * sample_rate):]
         if self.seconds + x.size / sample_rate > MAX_STREAM_S:
             self.stopped = True
-            self.note = f"Stopped listening after {MAX_STREAM_S / 60:.0f} minutes: press Record to listen again."
+            self.note = f"Stopped listening after {MAX_STREAM_S / 60:.0f} minutes: press Record again to go on."
             return True
         self.received += x.size
         self.buffer = np.concatenate([self.buffer, x])
@@ -132,7 +133,7 @@ class Listener:
         self.timeline.extend(units)
         self.detections.appendleft(Detection(
             label=label, confidence=conf, at_s=seg.speech_end / self.sample_rate, end_sample=seg.speech_end,
-            sample_rate=self.sample_rate, server_ms=(time.perf_counter() - t_arrived) * 1e3, units=len(units)))
+            span=(seg.start, seg.end), sample_rate=self.sample_rate, server_ms=(time.perf_counter() - t_arrived) * 1e3, units=len(units)))
         return True
 
 

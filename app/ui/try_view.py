@@ -151,12 +151,15 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
 
 
 def run_staged(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> Iterator[tuple]:
-    """The view's outputs in two updates of one event: the answer (headline, probabilities) as soon as the clip is
-    classified, then the figures that explain it (building and drawing those is most of the time)."""
+    """The view's outputs in three updates of one event: the answer (the headline) as soon as the clip is classified,
+    then the probabilities, then the figures that explain it (building and drawing those is most of the time; the
+    browser draws each update while the server builds the next)."""
     answer = answer_task(engine, session, audio_path, task)
-    yield (answer.headline(), answer.probs()) + (gr.skip(),) * 5
+    skip = gr.skip()
+    yield (answer.headline(),) + (skip,) * 6
+    yield (skip, answer.probs()) + (skip,) * 5
     out = explain(answer)
-    yield (gr.skip(), gr.skip()) + out.as_tuple()[2:]
+    yield (skip, skip) + out.as_tuple()[2:]
 
 
 def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> tuple:
