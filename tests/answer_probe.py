@@ -1,6 +1,6 @@
 """Measure the Try view in a real browser: a click on Classify (or Stop) -> the answer on screen.
 
-An init script notes, on the page's clock, the click (capture phase), each change of the headline's label and,
+An init script notes, on the page's clock, the click (its event's time stamp), each change of the headline's label and,
 one animation frame later, its paint; and the last change inside each figure (probabilities, signal, steering,
 verbalizer) until the page has been quiet for a while. Resource timings give the upload and queue requests.
 """
@@ -10,7 +10,7 @@ PROBE_JS = r"""
 (() => {
   const T = window.__try = {clicks: [], labels: [], figs: {}, last: null};
   document.addEventListener('click', (e) => {
-    if (e.target.closest && e.target.closest('#try-run, .stop-button, [id^=try-example]')) T.clicks.push(performance.now());
+    if (e.target.closest && e.target.closest('#try-run, .stop-button, [id^=try-example]')) T.clicks.push(e.timeStamp);
   }, true);
   const scan = (muts) => {
     const t = performance.now();

@@ -2,11 +2,19 @@
 
 Method. The fake microphone plays a WAV of words separated by digital silence. An init script taps the same
 MediaStream that Gradio records (``getUserMedia`` is wrapped) with a Web Audio ScriptProcessor of 256 samples and
-notes, on the page's clock (``performance.now()``), when each word ends: the last sample above -50 dBFS, followed by
-150 ms of silence. A MutationObserver notes when each new detection (``.listen-det``, keyed by its stream sample)
-enters the DOM and, one animation frame later, when it is painted. Latency = paint time - the word's end. The word
-end is taken when the audio callback runs, which is after the samples were captured, so the figure can only be low
-by that callback's delay (one 5 ms buffer plus the main thread's dispatch delay, a few ms on an idle page).
+finds each word's end: the last sample above -50 dBFS, followed by 150 ms of silence. It dates that end on the
+page's clock (``performance.now()``) in two ways that bracket the truth:
+
+- callback clock (``latency_ms``): the time the audio callback that holds the end ran, less the samples after the
+  end in its buffer. A callback runs after its samples were captured, so this end is late and the latency a lower
+  bound (by the callback's delay: a few ms on an idle page, much more when the cores are oversubscribed);
+- sample clock (``latency_hi_ms``): t0 + the end's sample index / rate, where t0 is the lowest ``callback time -
+  samples so far / rate`` (the least delayed callback). If the capture drops samples (it does when the cores are
+  oversubscribed), the index falls behind and this latency is an upper bound.
+
+On an idle machine the two agree within a few ms. A MutationObserver notes when each new detection
+(``.listen-det``, keyed by its stream sample) enters the DOM and, one animation frame later, when it is painted.
+Latency = paint time - the word's end.
 """
 from __future__ import annotations
 
@@ -30,14 +38,21 @@ PROBE_JS = r"""
     if (!stream.getAudioTracks().length) return;
     const ctx = new AudioContext(), id = ++L.taps;
     const src = ctx.createMediaStreamSource(stream), proc = ctx.createScriptProcessor(256, 1, 1);
-    let loud = false, lastLoud = 0;
+    const tap = L['tap' + id] = {t0: Infinity, rate: ctx.sampleRate, ends: []};
+    let loud = false, lastLoud = 0, lastCb = 0, frames = 0;
     proc.onaudioprocess = (e) => {
       const now = performance.now(), x = e.inputBuffer.getChannelData(0), n = x.length;
       let last = -1;
       for (let i = n - 1; i >= 0; i--) if (Math.abs(x[i]) > 0.003) { last = i; break; }
-      if (last >= 0) { lastLoud = now - (n - 1 - last) / ctx.sampleRate * 1000; loud = true; }
-      else if (loud && now - lastLoud > 150) { L.ends.push({tap: id, t: lastLoud}); loud = false; }
+      if (last >= 0) { lastLoud = frames + last + 1; lastCb = now - (n - 1 - last) / ctx.sampleRate * 1000; loud = true; }
+      else if (loud && frames + n - lastLoud > 0.15 * ctx.sampleRate) { tap.ends.push([lastLoud, lastCb]); loud = false; }
+      frames += n;
+      tap.t0 = Math.min(tap.t0, now - frames / ctx.sampleRate * 1000);
     };
+    L.endTimes = () => [].concat(...Array.from({length: L.taps}, (_, i) => {
+      const t = L['tap' + (i + 1)];
+      return t ? t.ends.map(([k, cb]) => ({tap: i + 1, t: cb, hi: t.t0 + k / t.rate * 1000})) : [];
+    }));
     const g = ctx.createGain(); g.gain.value = 0;
     src.connect(proc); proc.connect(g); g.connect(ctx.destination);
   }
@@ -78,7 +93,8 @@ def espeak_words(path: Path, words=("one", "two", "three", "four"), gap_s: float
 
 def listen_latencies(page, seconds: float, screenshot=None) -> list[dict]:
     """Record ``seconds`` in Listen mode (the page is on the app, its init script is PROBE_JS); returns one dict
-    per detection: label, latency_ms (word end -> painted), dom_ms (-> in the DOM), server_ms. ``screenshot()``,
+    per detection: label, latency_ms (word end -> painted, callback clock), latency_hi_ms (sample clock), dom_ms
+    (-> in the DOM, callback clock), server_ms. ``screenshot()``,
     if given, is called while still listening."""
     page.get_by_role("tab", name="Listen").click()
     mic = page.locator("#listen-mic")
@@ -90,15 +106,17 @@ def listen_latencies(page, seconds: float, screenshot=None) -> list[dict]:
     if stop.count():
         stop.first.click()
     page.wait_for_timeout(300)
-    data = page.evaluate("window.__listen")
+    data = page.evaluate("({dets: window.__listen.dets, ends: window.__listen.endTimes ? "
+                         "window.__listen.endTimes() : []})")
     out = []
     for d in data["dets"]:
-        before = [e["t"] for e in data["ends"] if e["t"] <= d["dom"]]
+        before = [e for e in data["ends"] if e["t"] <= d["dom"]]
         if not before or "paint" not in d:
             continue
-        end = max(before)
-        out.append({"label": d["label"], "latency_ms": d["paint"] - end, "dom_ms": d["dom"] - end,
-                    "server_ms": d["server"]})
+        end = max(before, key=lambda e: e["t"])
+        hi = max([e["hi"] for e in before if e["tap"] == end["tap"]] or [end["t"]])
+        out.append({"label": d["label"], "latency_ms": d["paint"] - end["t"], "latency_hi_ms": d["paint"] - hi,
+                    "dom_ms": d["dom"] - end["t"], "server_ms": d["server"]})
     return out
 
 

@@ -73,7 +73,8 @@ def test_listen_mode_labels_each_word_soon_after_it_ends(url, playwright, tmp_pa
         assert all(0 < d["latency_ms"] < 5000 for d in dets), dets
         assert page.locator("#listen-live .tl-tok").count() > 0  # the timeline of units
         assert page.locator("#listen-live .tl-gap").count() > 0  # with the pauses between words
-        med = _record("listen_word_end_to_label", [d["latency_ms"] for d in dets])
+        _record("listen_word_end_to_label", [d["latency_ms"] for d in dets])
+        med = _record("listen_word_end_to_label_hi", [d["latency_hi_ms"] for d in dets])  # the upper bound
         assert med <= _limit_ms(), f"end of word -> label: median {med:.0f} ms"
         phone = browser.new_context(viewport={"width": 390, "height": 844}, permissions=["microphone"],
                                     is_mobile=True, has_touch=True)
