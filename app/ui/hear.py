@@ -151,4 +151,5 @@ HEAR_JS = r"""
 HEAR_CSS = """
 .hear-strip .unit-tok { cursor: pointer; touch-action: manipulation; }
 .hear-strip .unit-tok.hearing { outline: 3px solid #111827; transform: scale(1.12); }
+@media (pointer: coarse) { .hear-strip .unit-tok { min-width: 34px; padding: 6px 5px; } }
 """
