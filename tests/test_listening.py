@@ -74,3 +74,17 @@ def test_stereo_and_float_chunks():
     x = _stream(["high"]).astype(np.float32) / 32767
     _feed(lis, np.stack([x, x], axis=1))
     assert len(lis.detections) == 1
+
+
+def test_a_prompt_the_visitor_just_trained_is_heard_too():
+    engine = ui_engine()
+    mine = Session(prompts={"mine": engine.prompts["tones-freq"]})
+    lis = Listener()
+    x = _stream(["high", "low"])
+    for i in range(0, x.size, 4800):
+        on_chunk(engine, mine, lis, "mine", (48_000, x[i:i + 4800]))
+    assert len(lis.detections) == 2 and lis.task == "mine"
+    other = Listener()  # another visitor has no such prompt: words are heard, not labelled
+    for i in range(0, x.size, 4800):
+        on_chunk(engine, Session(), other, "mine", (48_000, x[i:i + 4800]))
+    assert not other.detections and other.received == x.size
