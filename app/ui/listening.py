@@ -192,7 +192,7 @@ def listen_html(listener: Listener | None, title: str = "") -> str:
 
 
 LISTEN_CSS = """
-.listen-view { display: flex; flex-direction: column; gap: 10px; }
+.listen-view { display: flex; flex-direction: column; gap: 10px; min-width: 0; max-width: 100%; overflow: hidden; }
 .listen-task { font-size: 0.85rem; color: #4338ca; text-transform: uppercase; letter-spacing: 0.04em; }
 .listen-live { border-radius: 14px; padding: 14px 18px; background: linear-gradient(135deg, #eef2ff, #e0e7ff);
                border: 1px solid #c7d2fe; display: flex; align-items: baseline; gap: 14px; min-height: 72px;
@@ -210,7 +210,7 @@ LISTEN_CSS = """
 .listen-when { color: #64748b; font-size: 0.8rem; margin-left: 8px; }
 .listen-empty { color: #64748b; font-size: 0.88rem; padding-left: 0; }
 .listen-timeline { display: flex; gap: 1px; height: 30px; overflow: hidden; justify-content: flex-end;
-                   border-radius: 6px; background: #f1f5f9; }
+                   border-radius: 6px; background: #f1f5f9; width: 100%; contain: inline-size; }
 .tl-tok { flex-basis: 0; min-width: 6px; max-width: 60px; color: #fff; font: 600 0.7rem var(--font-mono);
           display: flex; align-items: center; justify-content: center; overflow: hidden;
           text-shadow: 0 0 2px rgba(0,0,0,0.45); }
