@@ -153,10 +153,11 @@ def run_task(engine: Engine, session: Session | None, audio_path: str | None, ta
 def run_staged(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> Iterator[tuple]:
     """The view's outputs in three updates of one event: the answer (the headline) as soon as the clip is classified,
     then the probabilities, then the figures that explain it (building and drawing those is most of the time; the
-    browser draws each update while the server builds the next)."""
+    browser draws each update while the server builds the next). The first update clears the previous answer's
+    figures, so none is left beside the new headline."""
     answer = answer_task(engine, session, audio_path, task)
     skip = gr.skip()
-    yield (answer.headline(),) + (skip,) * 6
+    yield TryOutputs.cleared(answer.headline()).as_tuple()
     yield (skip, answer.probs()) + (skip,) * 5
     out = explain(answer)
     yield (skip, skip) + out.as_tuple()[2:]
