@@ -235,9 +235,13 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     def on_task(session: Session, task_id: str | None) -> str:
         return task_card(engine, session, task_id)
 
-    run.click(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
+    # The answer shows before the event ends (its figures follow): a click or a recording meanwhile runs right after
+    # it ("always_last") instead of being dropped.
+    run.click(on_run, [state, audio, task], outputs, api_visibility="private", trigger_mode="always_last",
+              **INFERENCE)
     # Speak, stop, see: a finished recording is classified at once (the button stays for uploads and re-runs).
-    audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
+    audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", trigger_mode="always_last",
+                         **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
     # Only a visitor's own pick clears the answer (an example click changes the task and then answers at once).
     task.input(lambda session, task_id, audio_path: task_changed(engine, session, task_id, audio_path),
