@@ -10,9 +10,11 @@ from typing import Any
 import gradio as gr
 
 from ..engine import Engine
-from . import all_view, api, how_view, train_view, try_view
+from . import all_view, api, how_view, listen_view, train_view, try_view
 from ..settings import EXAMPLES_DIR, INFERENCE_CONCURRENCY
 from .session import Session, cleanup_session, session_engine, task_choices
+from .hear import HEAR_CSS, HEAR_JS
+from .listening import LISTEN_CSS
 from .style import CSS, THEME, header_html
 
 MAX_UPLOAD = "20mb"  # per file; a 10-minute 16 kHz WAV still fits, and is capped to 30 s when decoded
@@ -29,6 +31,8 @@ def build_ui(engine: Engine) -> gr.Blocks:
         with gr.Tabs(overflow_behavior="wrap"):  # every tab name stays on screen (on a phone too), none in a menu
             with gr.Tab("Try a task", id="try"):
                 tried = try_view.build(engine, state)
+            with gr.Tab("Listen", id="listen"):
+                listening = listen_view.build(engine, state)
             with gr.Tab("All tasks at once", id="all"):
                 every = all_view.build(engine, state)
             with gr.Tab("Train a prompt", id="train"):
@@ -50,6 +54,10 @@ def build_ui(engine: Engine) -> gr.Blocks:
         trained["trained"].then(after_training, [state, trained["new_task"], tried["audio"]],
                                 [tried["task"], tried["card"], every["storage"], every["storage_fig"],
                                  *tried["outputs"]], api_visibility="private")
+        trained["trained"].then(  # Listen mode can use the new prompt at once
+            lambda session, new_task: gr.update(choices=task_choices(engine, session), value=new_task)
+            if new_task else gr.skip(), [state, trained["new_task"]], listening["task"], api_visibility="private",
+            queue=False)
     # Model events share the "inference" pool (widgets.INFERENCE); training runs one at a time ("train").
     demo.queue(default_concurrency_limit=INFERENCE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
@@ -57,5 +65,5 @@ def build_ui(engine: Engine) -> gr.Blocks:
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for ``demo.launch()`` shared by app.py and the tests."""
-    return {"theme": THEME, "css": CSS, "max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)],
+    return {"theme": THEME, "css": CSS + LISTEN_CSS + HEAR_CSS, "head": HEAR_JS, "max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)],
             "footer_links": ["api"]}

@@ -4,13 +4,13 @@ from __future__ import annotations
 import html
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import gradio as gr
 import plotly.graph_objects as go
 
-from ..engine import Engine
-from . import plots
+from ..engine import Analysis, Engine, Prediction
+from . import hear, plots
 from ..prompt_files import prompt_file_bytes
 from .feedback import alert_html, fail, message_of, require_audio, require_speech, user_errors
 from .session import Session, session_engine, task_choices
@@ -96,32 +96,77 @@ def pick_example(engine: Engine, example: Example, current: str | None) -> tuple
     return example.path, example.task if example.task in engine.prompts else current
 
 
+@dataclass
+class Answer:
+    """One clip classified with one task: what the first, fast update shows and the rest is built from."""
+
+    engine: Engine
+    task: str
+    analysis: Analysis
+
+    @property
+    def prediction(self) -> Prediction:
+        return self.analysis.predictions[0]
+
+    def headline(self) -> str:
+        pred = self.prediction
+        info = self.engine.prompts[self.task].info
+        return plots.headline_html(pred.label, pred.confidence, info.title) + plots.card_html(info)
+
+    def probs(self) -> go.Figure:
+        return plots.probs_figure(self.prediction.labels, self.prediction.probs)
+
+
 @user_errors
-def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> TryOutputs:
-    """Classify one clip with one task and build every figure of the view."""
+def answer_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> Answer:
+    """Classify one clip with one task (no figures yet)."""
     path = require_audio(audio_path)
     eng = session_engine(engine, session)
     if not task:
         raise fail("Choose a task first." if eng.tasks else
                        "No task prompts are loaded yet: train one in the 'Train a prompt' tab.")
-    prompt = eng.get(task)
+    eng.get(task)
     analysis = eng.analyze(path, [task])
     require_speech(analysis.audio.seconds)
+    return Answer(eng, task, analysis)
+
+
+@user_errors
+def explain(answer: Answer) -> TryOutputs:
+    """Every figure of the view for an answer (the headline and probabilities included)."""
+    eng, task, analysis, pred = answer.engine, answer.task, answer.analysis, answer.prediction
+    prompt = eng.get(task)
     t0 = time.perf_counter()
     base = eng.unprompted_distribution(analysis.units)
     extra_ms = (time.perf_counter() - t0) * 1e3
-    pred = analysis.predictions[0]
-    V = pred.unit_probs.numel()
     tokens = prompt.tokens.tolist() if prompt.verbalizer is None else []
     return TryOutputs(
-        headline=plots.headline_html(pred.label, pred.confidence, prompt.info.title) + plots.card_html(prompt.info),
-        probs=plots.probs_figure(pred.labels, pred.probs),
+        headline=answer.headline(),
+        probs=answer.probs(),
         facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices),
         signal=plots.signal_figure(analysis.audio, analysis.units),
-        strip=plots.unit_strip_html(analysis.units, V),
+        strip=hear.unit_strip_html(analysis.audio, analysis.units),
         steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
-        verbalizer=plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs),
+        verbalizer=hear.name_units(plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs), analysis.units),
     )
+
+
+def run_task(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> TryOutputs:
+    """Classify one clip with one task and build every figure of the view."""
+    return explain(answer_task(engine, session, audio_path, task))
+
+
+def run_staged(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> Iterator[tuple]:
+    """The view's outputs in three updates of one event: the answer (the headline) as soon as the clip is classified,
+    then the probabilities, then the figures that explain it (building and drawing those is most of the time; the
+    browser draws each update while the server builds the next). The first update clears the previous answer's
+    figures, so none is left beside the new headline."""
+    answer = answer_task(engine, session, audio_path, task)
+    skip = gr.skip()
+    yield TryOutputs.cleared(answer.headline()).as_tuple()
+    yield (skip, answer.probs()) + (skip,) * 5
+    out = explain(answer)
+    yield (skip, skip) + out.as_tuple()[2:]
 
 
 def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | None, task: str | None) -> tuple:
@@ -130,9 +175,14 @@ def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | N
     try:
         return run_task(engine, session, audio_path, task).as_tuple()
     except gr.Error as exc:
-        hint = ("Then press Classify, or click an example clip." if audio_path else
-                "Record (it is classified when you stop), upload a clip, or click an example clip.")
-        return TryOutputs.cleared(alert_html(message_of(exc), hint)).as_tuple()
+        return answer_or_alert_message(exc, audio_path)
+
+
+def answer_or_alert_message(exc: gr.Error, audio_path: str | None) -> tuple:
+    """The view's outputs for a problem: the previous answer cleared, the message and what to do next."""
+    hint = ("Then press Classify, or click an example clip." if audio_path else
+            "Record (it is classified when you stop), upload a clip, or click an example clip.")
+    return TryOutputs.cleared(alert_html(message_of(exc), hint)).as_tuple()
 
 
 def task_changed(engine: Engine, session: Session | None, task: str | None, audio_path: str | None) -> tuple:
@@ -143,6 +193,15 @@ def task_changed(engine: Engine, session: Session | None, task: str | None, audi
         return TryOutputs.cleared(f'<div class="headline headline-empty">Task changed to <b>{title}</b>: press '
                                   "<b>Classify</b> to run it on your clip.</div>").as_tuple()
     return TryOutputs.cleared(PLACEHOLDER).as_tuple()
+
+
+def staged_or_alert(engine: Engine, session: Session | None, audio_path: str | None,
+                    task: str | None) -> Iterator[tuple]:
+    """:func:`run_staged`, with a problem shown as :func:`answer_or_alert` shows it."""
+    try:
+        yield from run_staged(engine, session, audio_path, task)
+    except gr.Error as exc:
+        yield answer_or_alert_message(exc, audio_path)
 
 
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
@@ -176,15 +235,19 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
 
     outputs = [headline, probs, facts, signal, strip, steering, verbalizer]
 
-    def on_run(session: Session, audio_path: str | None, task_id: str | None) -> tuple:
-        return answer_or_alert(engine, session, audio_path, task_id)
+    def on_run(session: Session, audio_path: str | None, task_id: str | None) -> Iterator[tuple]:
+        yield from staged_or_alert(engine, session, audio_path, task_id)
 
     def on_task(session: Session, task_id: str | None) -> str:
         return task_card(engine, session, task_id)
 
-    run.click(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
+    # The answer shows before the event ends (its figures follow): a click or a recording meanwhile runs right after
+    # it ("always_last") instead of being dropped.
+    run.click(on_run, [state, audio, task], outputs, api_visibility="private", trigger_mode="always_last",
+              **INFERENCE)
     # Speak, stop, see: a finished recording is classified at once (the button stays for uploads and re-runs).
-    audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", **INFERENCE)
+    audio.stop_recording(on_run, [state, audio, task], outputs, api_visibility="private", trigger_mode="always_last",
+                         **INFERENCE)
     task.change(on_task, [state, task], card, api_visibility="private", queue=False)
     # Only a visitor's own pick clears the answer (an example click changes the task and then answers at once).
     task.input(lambda session, task_id, audio_path: task_changed(engine, session, task_id, audio_path),
