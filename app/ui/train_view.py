@@ -147,7 +147,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
         visitor = getattr(request, "session_hash", None) or "anonymous"
         busy, idle = _busy(), gr.update(interactive=True, value="Train the prompt")
         try:
-            for up in train(engine, session, name, int(p_len), verb, use_deep, visitor, progress):
+            for up in train(engine, session, name, p_len, verb, use_deep, visitor, progress):
                 if not up.done:
                     yield up.status, up.curve, gr.skip(), gr.skip(), gr.skip(), busy, None
                 else:
