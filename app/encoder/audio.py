@@ -25,6 +25,7 @@ from typing import Union
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 import torchaudio.functional as AF
 
 TARGET_SR = 16_000
@@ -124,21 +125,25 @@ class StreamResampler:
     torchaudio's sinc resampling of its input plus a margin on both sides (wider than the filter), so the result
     equals resampling the whole signal at once (to float rounding) without ever holding it at the source rate."""
 
-    def __init__(self, rate: int, target: int = TARGET_SR, step_s: float = 1.0) -> None:
+    def __init__(self, rate: int, target: int = TARGET_SR, step_s: float = 4.0) -> None:
         self.rate, self.target = resampling_rate(rate, target), target
         g = math.gcd(self.rate, target)
         self.o, self.n = self.rate // g, target // g
         width = math.ceil(6 * self.o / (min(self.o, self.n) * 0.99))  # torchaudio's default sinc filter half-width
         self.margin = self.o * (width // self.o + 2)
-        self.step = self.o * max(1, int(self.rate * step_s) // self.o)
+        self.step = self.o * max(1, min(int(self.rate * step_s), _BLOCK_SAMPLES // 2) // self.o)  # <= 2 MB in
         self.buf = np.zeros(0, dtype=np.float32)
         self.buf_start = 0  # global index of buf[0]
         self.done = 0  # global input index up to which output has been produced (a multiple of o)
         self.out: list[np.ndarray] = []
+        self._kernel = None  # torchaudio's Resample transform: its sinc kernel is made once, not per stretch
 
     def _resample(self, lo: int, hi: int, first_out: int, count: int) -> None:
         seg = torch.from_numpy(np.ascontiguousarray(self.buf[lo - self.buf_start : hi - self.buf_start]))
-        y = AF.resample(seg, self.rate, self.target)
+        if self._kernel is None:
+            self._kernel = torchaudio.transforms.Resample(self.rate, self.target)
+        with torch.no_grad():
+            y = self._kernel(seg)
         k0 = (first_out - lo) // self.o * self.n
         self.out.append(y[k0 : k0 + count].numpy().copy())
 
