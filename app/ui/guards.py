@@ -55,7 +55,9 @@ def limit_queue(demo: Any, default: int, limits: dict[str, int] | None = None) -
         waiting = queue.event_queue_per_concurrency_id.get(pool)
         n = len(waiting.queue) if waiting is not None else 0
         if n >= limits.get(pool, default):
-            return False, queue_message(pool, n), "queue_full"
+            # Gradio's page shows its own "busy" line for a full queue (503) but the server's sentence for an
+            # error (400): training visitors get the sentence that says what is going on.
+            return False, queue_message(pool, n), "error" if pool == TRAIN_POOL else "queue_full"
         return await push(body=body, request=request, username=username)
 
     queue.push = guarded_push
