@@ -514,3 +514,50 @@ def _tone(kind: str, seed: int):
     from .conftest import tone_clip
 
     return (16_000, tone_clip(kind, seed))
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="/usr/bin/chromium is absent")
+def test_a_visitor_refused_by_a_full_training_queue_sees_why_and_can_press_again(monkeypatch):
+    """In a real browser: with one run going and 3 waiting, pressing Train shows the server's sentence and the
+    button comes back (it is disabled while a request is on its way)."""
+    from playwright import sync_api
+
+    from app.ui import build_ui, launch_options, train_view
+    from app.ui.guards import TRAIN_WAITING
+
+    release = threading.Event()
+
+    def slow_train(*args, **kwargs):
+        release.wait(60)
+        yield from ()
+
+    monkeypatch.setattr(train_view, "train", slow_train)
+    demo = build_ui(ui_engine())
+    train_fn = next(fn for fn in demo.fns.values() if fn.concurrency_id == "train")
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for i in range(1 + TRAIN_WAITING):
+            r = httpx.post(url + "gradio_api/queue/join", timeout=10, json={
+                "data": [None, "x", 5, "learnable", True], "fn_index": train_fn._id, "session_hash": f"s{i}",
+                "event_data": None, "trigger_id": None})
+            assert r.status_code == 200
+            time.sleep(0.5)
+        with sync_api.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium",
+                                        args=["--headless", "--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 900})
+                page.goto(url)
+                page.get_by_role("tab", name="Train a prompt").click()
+                button = page.locator("#train-run")
+                button.click()
+                page.get_by_text("Training is busy").first.wait_for(timeout=30_000)
+                page.wait_for_function("() => document.querySelector('#train-run').innerText.includes('Train the')"
+                                       " && !document.querySelector('#train-run').disabled", timeout=30_000)
+            finally:
+                browser.close()
+    finally:
+        release.set()
+        demo.close()

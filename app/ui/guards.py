@@ -19,6 +19,8 @@ import os
 import time
 from typing import Any, Callable
 
+import gradio as gr
+
 TRAIN_POOL = "train"
 TRAIN_WAITING = 3  # training requests that may wait behind the one that runs; more are refused at once
 MB = 2**20
@@ -62,6 +64,28 @@ def limit_queue(demo: Any, default: int, limits: dict[str, int] | None = None) -
 
     queue.push = guarded_push
     queue.pool_limits = limits
+
+
+def training_busy(request: Any) -> str | None:
+    """The refusal message when the training pool of the request's app has no waiting place left, else None."""
+    app = getattr(getattr(request, "request", None), "app", None)
+    queue = getattr(app.get_blocks(), "_queue", None) if hasattr(app, "get_blocks") else None
+    limits = getattr(queue, "pool_limits", None)
+    if not limits:
+        return None
+    waiting = queue.event_queue_per_concurrency_id.get(TRAIN_POOL)
+    n = len(waiting.queue) if waiting is not None else 0
+    return queue_message(TRAIN_POOL, n) if n >= limits[TRAIN_POOL] else None
+
+
+def lock_training(request: gr.Request) -> dict:
+    """First step of the Train button: refuse at once when training is full, else disable the button."""
+    from .feedback import fail
+
+    busy = training_busy(request)
+    if busy:
+        raise fail(busy)
+    return gr.update(interactive=False, value="Training…")
 
 
 def foreign_file(data: Any) -> str | None:
