@@ -82,6 +82,15 @@ def _text(meta: dict, key: str, where: str, limit: int, default: str = "") -> st
     return value
 
 
+def _metric_value(v: Any) -> bool:
+    """A metric a run records: a finite number, true/false, a short string (e.g. why it stopped) or null."""
+    if v is None or isinstance(v, bool):
+        return True
+    if isinstance(v, (int, float)):
+        return math.isfinite(v)
+    return isinstance(v, str) and len(v) <= 200
+
+
 def parse_task_json(meta: dict[str, Any], where: str, lm_config: UnitLMConfig
                     ) -> tuple[TaskInfo, PromptConfig, list[int] | None, str | None]:
     """Every field of a task.json checked for its type and range: ``(info, config, verbalizer tokens, the backbone
@@ -109,10 +118,9 @@ def parse_task_json(meta: dict[str, Any], where: str, lm_config: UnitLMConfig
     if len(set(labels)) != len(labels):
         raise _fail(where, "the labels must be distinct")
     metrics = meta.get("metrics", {})
-    if not isinstance(metrics, dict) or not all(
-            isinstance(k, str) and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                  and math.isfinite(v))) for k, v in metrics.items()):
-        raise _fail(where, "'metrics' must map names to numbers (or null)")
+    if not isinstance(metrics, dict) or len(metrics) > 100 or not all(
+            isinstance(k, str) and len(k) <= 100 and _metric_value(v) for k, v in metrics.items()):
+        raise _fail(where, "'metrics' must map names to numbers, short strings or null")
     extra = meta.get("extra", {})
     if not isinstance(extra, dict):
         raise _fail(where, f"'extra' must be an object, got {type(extra).__name__}")

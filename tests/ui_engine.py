@@ -126,6 +126,7 @@ def add_malformed_prompts(prompts: Path, good: str = "tones") -> dict[str, str]:
         ("tokens-nested", {"verbalizer": {"kind": "freq", "tokens": [[0], [1], [2]]}}, "'tokens' must be a list"),
         ("title-number", {"title": 123}, "'title' must be a string"),
         ("metrics-list", {"metrics": [1, 2]}, "'metrics' must map names"),
+        ("metrics-nested", {"metrics": {"a": {"b": 1}}}, "'metrics' must map names"),
         ("metrics-empty-list", {"metrics": []}, "'metrics' must map names"),
         ("labels-numbers", {"labels": [1, 2, 3]}, "every label must be a non-empty string"),
         ("length-text", {"prompt_length": "five"}, "'prompt_length' must be a whole number"),
