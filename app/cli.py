@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backbone import Backbone
-from .data import DataError, list_labelled
+from .data import DataError, list_labelled, require_every_class
 from .encoder.audio import AudioError
 from .engine import Engine
 from .errors import USER_ERRORS
@@ -20,6 +20,7 @@ from .metrics import summary
 from .prompt_files import save_prompt
 from .prompting import PromptConfig, PromptError, TaskInfo, check_task_id
 from .settings import DEFAULT_PROMPTS_DIR
+from .training import TRAIN_MAX_SECONDS, check_max_seconds
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--batch-size", type=int, default=None)
     tr.add_argument("--val-fraction", type=float, default=0.0,
                     help="hold out this share of each class to pick the best epoch (default 0: every clip trains)")
+    tr.add_argument("--max-seconds", type=float, default=None,
+                    help=f"stop training after this long, keeping the best epoch (default {TRAIN_MAX_SECONDS:g})")
     tr.add_argument("--read-at", choices=["mean", "separator"], default="mean",
                     help="the verbalizer reads the LM's next-token output averaged over the clip, or at the separator")
     tr.add_argument("--transfer", default=None, metavar="TASK",
@@ -234,6 +237,7 @@ def cmd_train(args) -> int:
         print(f"warning: skipped {e}", file=sys.stderr)
     if len(skipped) > 5:
         print(f"warning: skipped {len(skipped) - 5} more files", file=sys.stderr)
+    require_every_class(labels, [labels[label] for _, label in train + val], args.data)
     info = TaskInfo(id=args.task, labels=labels, title=args.title or args.task, description=args.description,
                     training_data=f"{len(train)} training (+ {settings.copies} perturbed copies each) / {len(val)} "
                                   f"validation clips from {args.data}")
@@ -246,6 +250,8 @@ def cmd_train(args) -> int:
         cfg = replace(cfg, epochs=args.epochs, patience=args.epochs)
     if val:
         cfg = replace(cfg, patience=TrainConfig.patience)
+    cfg = replace(cfg, max_seconds=check_max_seconds(args.max_seconds) if args.max_seconds is not None
+                  else (cfg.max_seconds or TRAIN_MAX_SECONDS))
     source = None
     name = settings.transfer if args.transfer is None else (None if args.transfer == "none" else args.transfer)
     if name:
@@ -270,6 +276,9 @@ def cmd_train(args) -> int:
     prompt, result = train_task(lm, info, config, train, val or None, cfg, settings.verbalizer_init, source,
                                 progress, args.seed)
     bar.close()
+    if result.stopped == "time":
+        print(f"warning: training stopped at the {cfg.max_seconds:g} s limit after {len(result.history)} epochs "
+              "(--max-seconds); the best epoch was kept", file=sys.stderr)
     out = save_prompt(prompt, args.out, engine.backbone.id, engine.backbone.fingerprint)
     obj = {"task": args.task, "out": str(out), "labels": labels, "trainable_params": prompt.num_trainable(),
            **info.metrics}
@@ -297,7 +306,9 @@ def cmd_loadtest(args) -> int:
     if args.url:
         obj = run_loadtest(check_loopback(args.url), **kw)
     else:
-        with launched_server(args.backbone, args.prompts) as server:
+        # Its visitors all come from one loopback address: lift the per-address upload budget of its own server.
+        unlimited = {"SPEECHPROMPT_UPLOAD_MB_PER_MIN": "1000000", "SPEECHPROMPT_UPLOAD_TOTAL_MB_PER_MIN": "1000000"}
+        with launched_server(args.backbone, args.prompts, env=unlimited) as server:
             cpu0 = server.cpu_seconds()
             obj = run_loadtest(server.url, **kw)
             cpu1 = server.cpu_seconds()

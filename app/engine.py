@@ -62,6 +62,12 @@ class Analysis:
     notices: list[str] = field(default_factory=list)
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """A message as one line of at most ``limit`` characters (a warning about a bad file stays readable)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class Engine:
     """The frozen backbone plus the loaded task prompts."""
 
@@ -86,9 +92,10 @@ class Engine:
                 prompt = load_prompt(sub, self.backbone.lm.config, self.backbone.fingerprint)
                 if prompt.task != sub.name:
                     raise PromptError(f"task.json id {prompt.task!r} does not match folder name {sub.name!r}")
-            except PromptError as exc:
-                self.skipped[sub.name] = str(exc)
-                log.warning("Skipping prompt %s: %s", sub.name, exc)
+            except Exception as exc:  # noqa: BLE001 -- a bad prompt folder is skipped, never fatal to the app
+                why = str(exc) if isinstance(exc, PromptError) else f"unexpected {type(exc).__name__}: {exc}"
+                self.skipped[sub.name] = one_line(why)
+                log.warning("Skipping prompt %s: %s", sub.name, self.skipped[sub.name])
                 continue
             self.add(prompt)
 

@@ -100,8 +100,10 @@ def fetch(repo_id: str, revision: str | None = None) -> Path:
 
 def check_backbone(meta: dict[str, Any], repo_id: str, backbone: Backbone) -> None:
     """Refuse a prompt trained on another backbone, saying which one it needs."""
-    want = meta.get("backbone") or {}
-    if want.get("fingerprint") != backbone.fingerprint:
+    want = meta.get("backbone")
+    if not isinstance(want, dict) or not isinstance(want.get("fingerprint"), str):
+        return  # malformed: the loader's checks (run next, in the staging folder) say what is wrong
+    if want["fingerprint"] != backbone.fingerprint:
         raise HubError(
             f"{repo_id} holds a prompt for backbone {want.get('id')!r} (fingerprint {want.get('fingerprint')}), but "
             f"the loaded backbone is {backbone.id!r} (fingerprint {backbone.fingerprint}). Load that backbone with "

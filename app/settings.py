@@ -17,6 +17,10 @@ NOISE_DIR = Path(os.environ.get("SPEECHPROMPT_NOISE") or ROOT.parent / "shared" 
 # Every model call of the app shares one pool: at most this many clips are encoded/classified at once
 # (SPEECHPROMPT_CONCURRENCY); more would only make everyone slower on a small CPU.
 INFERENCE_CONCURRENCY = max(1, int(os.environ.get("SPEECHPROMPT_CONCURRENCY", "2")))
+# Uploads to the app: MB per minute from one client address and from everyone, and what the upload folder may hold.
+UPLOAD_MB_PER_CLIENT = int(os.environ.get("SPEECHPROMPT_UPLOAD_MB_PER_MIN", "60"))
+UPLOAD_MB_TOTAL = int(os.environ.get("SPEECHPROMPT_UPLOAD_TOTAL_MB_PER_MIN", "240"))
+UPLOAD_DISK_MB = int(os.environ.get("SPEECHPROMPT_UPLOAD_DISK_MB", "2048"))
 
 
 def default_backbone_dir() -> Path:

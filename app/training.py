@@ -48,6 +48,17 @@ class TrainConfig:
     should_stop: Callable[[], bool] | None = None  # checked after every epoch (e.g. the visitor left)
 
 
+TRAIN_MAX_SECONDS = 1800.0  # the command line's default wall-clock budget (the app's runs have 60 s)
+MAX_TRAIN_SECONDS = 24 * 3600.0
+
+
+def check_max_seconds(value: float) -> float:
+    """A training time budget a person gave: positive and at most a day."""
+    if not 0 < value <= MAX_TRAIN_SECONDS:
+        raise ValueError(f"The training time limit must be between 0 and {MAX_TRAIN_SECONDS:g} s, got {value:g}.")
+    return float(value)
+
+
 @dataclass
 class TrainResult:
     history: list[dict] = field(default_factory=list)

@@ -118,6 +118,25 @@ def add_malformed_prompts(prompts: Path, good: str = "tones") -> dict[str, str]:
     cases["no-labels"] = "2 or more distinct labels"
     clone("bad-card", card={**CARD, "training_speech": "robots"})
     cases["bad-card"] = "card.training_speech"
+    # Issue #16: each of these stopped the app from starting (a traceback, nothing served) before task.json's
+    # fields were type-checked inside the loader.
+    for name, changes, fragment in [
+        ("version-text", {"format_version": "2"}, "'format_version' must be a whole number"),
+        ("version-newer", {"format_version": 99}, "newer than this app"),
+        ("backbone-text", {"backbone": "abc"}, "'backbone' must be an object"),
+        ("verbalizer-list", {"verbalizer": ["learnable"]}, "'verbalizer' must be an object"),
+        ("tokens-nested", {"verbalizer": {"kind": "freq", "tokens": [[0], [1], [2]]}}, "'tokens' must be a list"),
+        ("title-number", {"title": 123}, "'title' must be a string"),
+        ("metrics-list", {"metrics": [1, 2]}, "'metrics' must map names"),
+        ("metrics-nested", {"metrics": {"a": {"b": 1}}}, "'metrics' must map names"),
+        ("metrics-empty-list", {"metrics": []}, "'metrics' must map names"),
+        ("labels-numbers", {"labels": [1, 2, 3]}, "every label must be a non-empty string"),
+        ("length-text", {"prompt_length": "five"}, "'prompt_length' must be a whole number"),
+        ("deep-text", {"deep": "yes"}, "'deep' must be true or false"),
+        ("labels-60000", {"labels": [f"label-{i}" for i in range(60_000)]}, "'labels' holds 60,000"),
+    ]:
+        clone(name, **changes)
+        cases[name] = fragment
     return cases
 
 

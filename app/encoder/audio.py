@@ -12,6 +12,7 @@ the part of a file that will be used is decoded, so a 10-minute upload costs no 
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ from typing import Union
 import numpy as np
 import soundfile as sf
 import torch
+import torchaudio
 import torchaudio.functional as AF
 
 TARGET_SR = 16_000
@@ -55,7 +57,10 @@ AudioInput = Union[str, os.PathLike, bytes, tuple, np.ndarray, torch.Tensor]
 
 FFMPEG_TIMEOUT_S = 30.0  # a conversion that takes longer than this is abandoned
 DECODE_LIMIT_S = 600.0  # decode() never decodes more than this much audio, whatever the file's length
-_DECODE_MARGIN_S = 1.0  # decode a little past the cap, so capping and its notice happen in one place
+_DECODE_MARGIN_S = 0.1  # decode a little past the cap, so capping and its notice happen in one place
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4_000, 384_000  # checked in the header, before any sample is decoded
+MAX_CHANNELS = 64  # more is refused (from the header), never decoded
+_BLOCK_SAMPLES = 1 << 20  # samples (all channels) read per block: 4 MB of float32
 _MAGIC = [  # file signatures of things people upload by mistake (checked before any decoder sees them)
     (b"\x89PNG\r\n\x1a\n", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF87a", "a GIF image"),
     (b"GIF89a", "a GIF image"), (b"%PDF", "a PDF document"), (b"PK\x03\x04", "a ZIP archive (or Office document)"),
@@ -72,6 +77,101 @@ class Decoded:
     rate: int
     seconds: float  # length of the whole source, even when only its start was decoded
     notices: list[str] = field(default_factory=list)
+    source_rate: int | None = None  # the file's own rate, when the samples were resampled while reading
+    stats: "Levels | None" = None  # measured on the source samples while reading (NaN/Inf already replaced)
+
+
+@dataclass
+class Levels:
+    """What prepare() reports about the source samples: NaN/Inf count, peak and clipped samples, counted block by
+    block (non-finite samples are replaced with 0 as they are counted)."""
+
+    n: int = 0
+    nonfinite: int = 0
+    peak: float = 0.0
+    clipped: int = 0
+
+    def add(self, mono: np.ndarray, inplace: bool) -> np.ndarray:
+        bad = ~np.isfinite(mono)
+        count = int(np.count_nonzero(bad))
+        if count:
+            if inplace:
+                mono[bad] = 0.0
+            else:
+                mono = np.where(bad, np.float32(0.0), mono).astype(np.float32)
+        del bad
+        self.n += mono.size
+        self.nonfinite += count
+        if mono.size:
+            self.peak = max(self.peak, float(mono.max()), -float(mono.min()))
+            self.clipped += int(np.count_nonzero(mono >= 0.999)) + int(np.count_nonzero(mono <= -0.999))
+        return mono
+
+
+def resampling_rate(rate: int, target: int = TARGET_SR, budget: int = 1 << 21) -> int:
+    """The rate to resample from: the clip's own, unless its ratio to 16 kHz is so irregular (e.g. 100,003 Hz:
+    100,003/16,000 does not reduce) that torchaudio's sinc kernel would take gigabytes; then the nearest multiple
+    of 100 Hz: a speed change of at most 1.25 % (near 4 kHz; 0.05 % at 100 kHz) and a kernel of at most 3 MB."""
+    g = math.gcd(rate, target)
+    o, n = rate // g, target // g
+    width = math.ceil(6 * o / (min(o, n) * 0.99))
+    if n * (2 * width + o) <= budget:
+        return rate
+    return max(100, round(rate / 100) * 100)
+
+
+class StreamResampler:
+    """Resample a signal that arrives in blocks to 16 kHz, in bounded memory: each stretch of the output is
+    torchaudio's sinc resampling of its input plus a margin on both sides (wider than the filter), so the result
+    equals resampling the whole signal at once (to float rounding) without ever holding it at the source rate."""
+
+    def __init__(self, rate: int, target: int = TARGET_SR, step_s: float = 4.0) -> None:
+        self.rate, self.target = resampling_rate(rate, target), target
+        g = math.gcd(self.rate, target)
+        self.o, self.n = self.rate // g, target // g
+        width = math.ceil(6 * self.o / (min(self.o, self.n) * 0.99))  # torchaudio's default sinc filter half-width
+        self.margin = self.o * (width // self.o + 2)
+        self.step = self.o * max(1, min(int(self.rate * step_s), _BLOCK_SAMPLES // 2) // self.o)  # <= 2 MB in
+        self.buf = np.zeros(0, dtype=np.float32)
+        self.buf_start = 0  # global index of buf[0]
+        self.done = 0  # global input index up to which output has been produced (a multiple of o)
+        self.out: list[np.ndarray] = []
+        self._kernel = None  # torchaudio's Resample transform: its sinc kernel is made once, not per stretch
+
+    def _resample(self, lo: int, hi: int, first_out: int, count: int) -> None:
+        seg = torch.from_numpy(np.ascontiguousarray(self.buf[lo - self.buf_start : hi - self.buf_start]))
+        if self._kernel is None:
+            self._kernel = torchaudio.transforms.Resample(self.rate, self.target)
+        with torch.no_grad():
+            y = self._kernel(seg)
+        k0 = (first_out - lo) // self.o * self.n
+        self.out.append(y[k0 : k0 + count].numpy().copy())
+
+    def push(self, block: np.ndarray) -> None:
+        if self.rate == self.target:
+            self.out.append(block)
+            return
+        self.buf = np.concatenate([self.buf, block])
+        end = self.buf_start + self.buf.size
+        while end - (self.done + self.step) >= self.margin:
+            a, b = self.done, self.done + self.step
+            self._resample(max(0, a - self.margin), b + self.margin, a, (b - a) // self.o * self.n)
+            self.done = b
+            drop = max(0, self.done - self.margin - self.buf_start)
+            self.buf = self.buf[drop:]
+            self.buf_start += drop
+
+    def finish(self) -> np.ndarray:
+        if self.rate != self.target:
+            end = self.buf_start + self.buf.size
+            total = math.ceil(self.n * end / self.o)
+            count = total - self.done // self.o * self.n
+            if count > 0:
+                self._resample(max(0, self.done - self.margin), end, self.done, count)
+            self.buf = np.zeros(0, dtype=np.float32)
+        out = np.concatenate(self.out) if self.out else np.zeros(0, dtype=np.float32)
+        self.out = []
+        return out
 
 
 def decode(source: AudioInput, sample_rate: int | None = None, max_seconds: float | None = None) -> Decoded:
@@ -128,32 +228,61 @@ def _decode(file: Path | bytes, name: str, size: int, limit_s: float) -> Decoded
         raise AudioError(f"Could not read {name} as audio: it is {kind}, not a sound recording.")
     riff = _riff_shortfall(head, size)
     try:
-        handle = io.BytesIO(file) if isinstance(file, bytes) else file
-        info = sf.info(handle)
-        if isinstance(handle, io.BytesIO):
-            handle.seek(0)
-        frames = int(min(info.frames, info.samplerate * limit_s)) if info.frames > 0 else 0
-        data, rate = sf.read(handle, frames=frames, dtype="float32", always_2d=True)
-        seconds = info.frames / info.samplerate if info.samplerate else 0.0
+        decoded = _read_mono(io.BytesIO(file) if isinstance(file, bytes) else file, name, limit_s)
+    except AudioError:
+        raise
     except Exception as exc:  # libsndfile raises several types; all mean "try something else"
         sf_msg = _clean(str(exc))
     else:
-        notices = []
+        notices = decoded.notices
         if riff:
             declared, present = riff
-            if data.shape[0] == 0:
+            if decoded.samples.size == 0:
                 raise AudioError(f"Could not read {name} as audio: the file is truncated (its header announces "
                                  f"{_kb(declared)} but the file stops after {_kb(present)}, before any samples).")
             notices.append(f"{name} looks truncated (its header announces {_kb(declared)}, the file holds "
                            f"{_kb(present)}); only the part that is there is used.")
-        if data.shape[0] == 0:
+        if decoded.samples.size == 0:
             raise AudioError(f"{name} has no samples (zero length).")
-        return Decoded(_as_float(data), int(rate), seconds, notices)
+        return decoded
     decoded = _ffmpeg_decode(file, name, limit_s, wav=head[:4] == b"RIFF" and head[8:12] == b"WAVE", sf_msg=sf_msg)
     if riff:
         decoded.notices.append(f"{name} looks truncated (its header announces {_kb(riff[0])}, the file holds "
                                f"{_kb(riff[1])}); only the part that is there is used.")
     return decoded
+
+
+def check_header(name: str, rate: int, channels: int) -> None:
+    """Refuse a file whose header announces an absurd sample rate or channel count, before any sample is read
+    (a small compressed file can announce minutes of 8-channel audio at 655 kHz: gigabytes once decoded)."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"Could not use {name}: its sample rate is {rate:,} Hz; 4 kHz to 384 kHz are supported.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise AudioError(f"Could not use {name}: it has {channels:,} channels; at most {MAX_CHANNELS} are "
+                         "supported (mix it down to mono or stereo).")
+
+
+def _read_mono(handle, name: str, limit_s: float) -> Decoded:
+    """libsndfile: check the header (rate, channels), then read at most ``limit_s`` seconds in blocks; each block
+    is mixed to mono, measured (:class:`Levels`) and resampled to 16 kHz as it arrives, so memory never holds more
+    than one block of all channels (4 MB) and the 16 kHz result (2 MB for 30 s), whatever the file announces."""
+    with sf.SoundFile(handle) as f:
+        rate, channels, total = int(f.samplerate), int(f.channels), int(f.frames)
+        check_header(name, rate, channels)
+        want = int(min(total, rate * limit_s)) if total > 0 else 0
+        block = max(1, _BLOCK_SAMPLES // channels)
+        levels, resampler, filled = Levels(), StreamResampler(rate), 0
+        while filled < want:
+            chunk = f.read(min(block, want - filled), dtype="float32", always_2d=True)
+            if chunk.shape[0] == 0:
+                break
+            mono = chunk[:, 0].copy() if channels == 1 else chunk.mean(axis=1, dtype=np.float32)
+            filled += chunk.shape[0]
+            del chunk
+            resampler.push(levels.add(mono, inplace=True))
+            del mono
+    samples = resampler.finish() if filled else np.zeros(0, dtype=np.float32)
+    return Decoded(samples, TARGET_SR, total / rate if total > 0 else 0.0, source_rate=rate, stats=levels)
 
 
 def _head(path: Path, n: int = 4096) -> bytes:
@@ -282,38 +411,53 @@ def prepare(
     trim: bool = True,
     normalize: bool = True,
 ) -> Audio:
-    """Decode and condition audio for the encoder: mono, 16 kHz, finite, level-normalised, trimmed, capped."""
+    """Decode and condition audio for the encoder: mono, 16 kHz, finite, level-normalised, trimmed, capped.
+
+    A refused clip raises a fresh :class:`AudioError` with no traceback into the decoding frames, so nothing keeps
+    the decoded samples alive once the error has been reported (a stored exception would otherwise hold them)."""
     if not max_seconds > 0:
         raise ValueError("max_seconds must be positive")
+    try:
+        return _prepare(source, sample_rate, max_seconds, trim, normalize)
+    except AudioError as exc:
+        message = str(exc)
+    raise AudioError(message)  # outside the except block: no __context__, no frame holding the samples
+
+
+def _prepare(source: AudioInput, sample_rate: int | None, max_seconds: float, trim: bool,
+             normalize: bool) -> Audio:
     decoded = decode(source, sample_rate, max_seconds)
-    data, rate = decoded.samples, decoded.rate
-    if rate < 4000 or rate > 384_000:
-        raise AudioError(f"Unsupported sample rate {rate} Hz (expected 4 kHz to 384 kHz).")
-    if data.size == 0:
+    rate = decoded.rate
+    source_rate = decoded.source_rate or rate
+    if not MIN_SAMPLE_RATE <= source_rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"Unsupported sample rate {source_rate} Hz (expected 4 kHz to 384 kHz).")
+    if decoded.samples.size == 0:
         raise AudioError("The audio has no samples (zero length).")
-    mono = to_mono(data)
     notices: list[str] = list(decoded.notices)
-    bad = ~np.isfinite(mono)
-    if bad.any():
-        if bad.all():
+    if decoded.stats is not None:  # measured (and NaN/Inf replaced) while reading
+        mono, levels = decoded.samples, decoded.stats
+    else:
+        levels = Levels()
+        mono = levels.add(to_mono(decoded.samples), inplace=False)
+    if levels.nonfinite:
+        if levels.nonfinite == levels.n:
             raise AudioError("The audio contains only NaN/Inf values.")
-        notices.append(f"Replaced {int(bad.sum())} NaN/Inf samples with silence.")
-        mono = np.where(bad, 0.0, mono).astype(np.float32)
+        notices.append(f"Replaced {levels.nonfinite} NaN/Inf samples with silence.")
     cap = int(max_seconds * rate)
     if mono.size > cap or decoded.seconds > max_seconds + 0.05:
         length = max(decoded.seconds, mono.size / rate)
         notices.append(f"Audio is {_duration(length)} long; only the first {max_seconds:g} s are used.")
         mono = mono[:cap]
-    peak = float(np.abs(mono).max())
+    peak = levels.peak
     if peak > 1.001:
         notices.append(f"Sample values go beyond ±1 (peak {peak:.3g}): the level was rescaled.")
-    elif peak >= 0.999 and np.mean(np.abs(mono) >= 0.999) > 0.01:
+    elif peak >= 0.999 and levels.clipped > 0.01 * levels.n:
         notices.append("The recording is clipped (too loud); results may suffer.")
     if peak < 1e-4:
         raise AudioError("The audio is silent: nothing to classify. Record closer to the microphone.")
     wav = torch.from_numpy(np.ascontiguousarray(mono, dtype=np.float32))
     if rate != TARGET_SR:
-        wav = AF.resample(wav, rate, TARGET_SR)
+        wav = AF.resample(wav, resampling_rate(rate), TARGET_SR)
     if trim:
         wav = trim_silence(wav)
     if wav.numel() < MIN_SECONDS * TARGET_SR:
@@ -324,7 +468,7 @@ def prepare(
         wav = torch.nn.functional.pad(wav, (pad // 2, pad - pad // 2))
     if normalize:
         wav = normalize_level(wav)
-    return Audio(wav=wav, sample_rate=TARGET_SR, source_rate=rate, notices=notices)
+    return Audio(wav=wav, sample_rate=TARGET_SR, source_rate=source_rate, notices=notices)
 
 
 def _duration(seconds: float) -> str:

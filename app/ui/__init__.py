@@ -10,15 +10,16 @@ from typing import Any
 import gradio as gr
 
 from ..engine import Engine
-from . import all_view, api, how_view, listen_view, train_view, try_view
-from ..settings import EXAMPLES_DIR, INFERENCE_CONCURRENCY
+from . import all_view, api, guards, how_view, listen_view, train_view, try_view
+from ..settings import (EXAMPLES_DIR, INFERENCE_CONCURRENCY, UPLOAD_DISK_MB, UPLOAD_MB_PER_CLIENT,
+                        UPLOAD_MB_TOTAL)
 from .session import Session, cleanup_session, session_engine, task_choices
 from .hear import HEAR_CSS, HEAR_JS
 from .listening import LISTEN_CSS
 from .style import CSS, THEME, header_html
 
 MAX_UPLOAD = "20mb"  # per file; a 10-minute 16 kHz WAV still fits, and is capped to 30 s when decoded
-QUEUE_SIZE = 64  # requests waiting beyond this are refused at once ("queue full") rather than left to time out
+QUEUE_SIZE = 64  # per pool: requests waiting beyond this are refused at once ("queue full"), not left to time out
 __all__ = ["build_ui", "launch_options"]
 
 
@@ -60,10 +61,16 @@ def build_ui(engine: Engine) -> gr.Blocks:
             queue=False)
     # Model events share the "inference" pool (widgets.INFERENCE); training runs one at a time ("train").
     demo.queue(default_concurrency_limit=INFERENCE_CONCURRENCY, max_size=QUEUE_SIZE)
+    guards.limit_queue(demo, QUEUE_SIZE)  # QUEUE_SIZE places per pool; training: one running + 3 waiting
     return demo
 
 
 def launch_options() -> dict[str, Any]:
     """Keyword arguments for ``demo.launch()`` shared by app.py and the tests."""
-    return {"theme": THEME, "css": CSS + LISTEN_CSS + HEAR_CSS, "head": HEAR_JS, "max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)],
-            "footer_links": ["api"]}
+    from gradio.utils import get_upload_folder
+    from starlette.middleware import Middleware
+
+    budget = Middleware(guards.UploadBudget, per_client=UPLOAD_MB_PER_CLIENT * guards.MB,
+                        total=UPLOAD_MB_TOTAL * guards.MB, disk=UPLOAD_DISK_MB * guards.MB, folder=get_upload_folder)
+    return {"theme": THEME, "css": CSS + LISTEN_CSS + HEAR_CSS, "head": HEAR_JS, "max_file_size": MAX_UPLOAD,
+            "allowed_paths": [str(EXAMPLES_DIR)], "footer_links": ["api"], "app_kwargs": {"middleware": [budget]}}

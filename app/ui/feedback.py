@@ -29,10 +29,13 @@ def user_errors(fn: F) -> F:
         except gr.Error:
             raise
         except USER_ERRORS as exc:
-            raise fail(str(exc)) from None
+            message = str(exc)
         except Exception as exc:  # unexpected: log it for us, a short message for them
             log.exception("unexpected error in %s", fn.__name__)
-            raise fail(f"Something went wrong ({type(exc).__name__}). Please try another clip.") from None
+            message = f"Something went wrong ({type(exc).__name__}). Please try another clip."
+        # Raised outside the except blocks: the visitor's error carries no __context__, so no traceback keeps the
+        # failed call's frames (and the audio they decoded) alive after the request.
+        raise fail(message)
 
     return wrapper  # type: ignore[return-value]
 

@@ -44,16 +44,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..backbone import BackboneError
     from ..engine import Engine
-    from . import build_ui
+    from . import build_ui, tempdir
     from ..settings import serving_threads
 
     torch.set_num_threads(serving_threads())  # the cores shared out between the concurrent workers
+    root = tempdir.claim()  # uploads and visitor folders of this server only, removed when it stops
+    tempdir.interrupt_on_sigterm()
     try:
-        engine = Engine.load(args.backbone, args.prompts)
-    except BackboneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for name, why in engine.skipped.items():
-        print(f"warning: skipped prompt {name}: {why}", file=sys.stderr)
-    build_ui(engine).launch(**launch_kwargs(args))
-    return 0
+        try:
+            engine = Engine.load(args.backbone, args.prompts)
+        except BackboneError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        for name, why in engine.skipped.items():
+            print(f"warning: skipped prompt {name}: {why}", file=sys.stderr)
+        build_ui(engine).launch(**launch_kwargs(args))
+        return 0
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        tempdir.release(root)

@@ -52,6 +52,17 @@ def new_task_id(engine: Engine, session: Session, title: str) -> str:
     return tid
 
 
+def whole_number(value: Any, what: str) -> int:
+    """A number a visitor (or a hand-written API call) gave, as an int, else a message saying what is expected."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not number.is_integer():
+        raise fail(f"{what} must be a whole number, got {str(value)[:40]!r}.")
+    return int(number)
+
+
 @dataclass
 class TrainUpdate:
     """One step of a training run, for the view: a status text, the live curve, and at the end the zip."""
@@ -107,12 +118,13 @@ def train(engine: Engine, session: Session, title: str | None, prompt_length: in
     title = (title or "").strip() or "My task"
     if len(title) > 60:
         raise fail("Keep the task name under 60 characters.")
+    prompt_length = whole_number(prompt_length, "The prompt length")
     with _ACTIVE_LOCK:
         if visitor in _ACTIVE:
             raise fail("You already have a training run going; wait for it to finish.")
         _ACTIVE.add(visitor)
     try:
-        yield from _train(engine, session, title, int(prompt_length), verbalizer, bool(deep), progress, max_seconds)
+        yield from _train(engine, session, title, prompt_length, verbalizer, bool(deep), progress, max_seconds)
     except USER_ERRORS as exc:
         raise fail(str(exc)) from None
     finally:

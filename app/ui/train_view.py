@@ -14,6 +14,7 @@ from ..engine import Engine
 from ..settings import TRAIN_SET_DIR
 from ..training import FEW_SHOT_SECONDS, MAX_CLASSES, MIN_CLASSES, MIN_PER_CLASS
 from .feedback import alert_html, message_of
+from .guards import lock_training
 from .session import Session
 from .train_data import (MAX_FILES_PER_ADD, add_background, add_examples, clear_examples, examples_status,
                          load_bundled, remove_last, set_classes)
@@ -147,7 +148,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
         visitor = getattr(request, "session_hash", None) or "anonymous"
         busy, idle = _busy(), gr.update(interactive=True, value="Train the prompt")
         try:
-            for up in train(engine, session, name, int(p_len), verb, use_deep, visitor, progress):
+            for up in train(engine, session, name, p_len, verb, use_deep, visitor, progress):
                 if not up.done:
                     yield up.status, up.curve, gr.skip(), gr.skip(), gr.skip(), busy, None
                 else:
@@ -183,8 +184,10 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     clear_yes.click(on_clear, [state], [state, status, confirm_row], api_visibility="private", queue=False)
     clear_no.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private", queue=False)
     new_task = gr.State(None)
-    locked = train_btn.click(_busy, None, train_btn, api_visibility="private", queue=False)
-    trained = locked.then(on_train, [state, title, length, verbalizer, deep],
+    # A full training queue is said in this first (queued) step, before the button is locked: a request refused at
+    # the queue's door never reaches on_train, which unlocks it.
+    locked = train_btn.click(lock_training, None, train_btn, api_visibility="private")
+    trained = locked.success(on_train, [state, title, length, verbalizer, deep],
                           [train_status, curve, state, download, test_box, train_btn, new_task],
                           api_visibility="private", concurrency_id="train", concurrency_limit=1)
     test_btn.click(on_test, [state, test_audio], [test_head, test_probs], api_visibility="private", **INFERENCE)
