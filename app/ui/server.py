@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(serving_threads())  # the cores shared out between the concurrent workers
     root = tempdir.claim()  # uploads and visitor folders of this server only, removed when it stops
-    tempdir.interrupt_on_sigterm()
+    tempdir.stop_on_signals(root)
     try:
         try:
             engine = Engine.load(args.backbone, args.prompts)

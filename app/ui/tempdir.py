@@ -9,6 +9,8 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 PARENT = "speechprompt-app"
@@ -59,10 +61,19 @@ def release(root: Path) -> None:
         tempfile.tempdir = None
 
 
-def interrupt_on_sigterm() -> None:
-    """SIGTERM ends the server like Ctrl+C (KeyboardInterrupt), so it closes and its cleanup runs."""
+def stop_on_signals(root: Path, grace_s: float = 10.0) -> None:
+    """SIGTERM and SIGINT end the server like Ctrl+C (KeyboardInterrupt), so it closes and its cleanup runs; if
+    closing takes longer than ``grace_s`` (a stream or a request that does not let go), the folder is removed and
+    the process exits anyway: a stop always stops."""
+
+    def last_resort() -> None:
+        time.sleep(grace_s)
+        release(root)
+        os._exit(0)
 
     def handler(signum, frame):  # noqa: ARG001
+        threading.Thread(target=last_resort, daemon=True).start()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -418,6 +418,8 @@ def main() -> None:
     rank, world, device = dist_setup(args.device)
     try:
         run(args, rank, world, device)
+        if dist.is_initialized():
+            dist.barrier()  # ranks leave together (a rank that tears down gloo while rank 0 still writes aborts)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
