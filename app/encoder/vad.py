@@ -3,7 +3,8 @@
 Fed chunks of any size at any sample rate, :class:`EnergyVAD` reports where a stretch of speech starts and ends,
 as sample indices counted from the start of the stream. A frame (20 ms) is loud when its level is above
 ``max(floor_db, noise + margin_db)``, where ``noise`` is a low percentile of the last 3 s of frame levels (the
-background between words; a steady hum or hiss raises it, speech does not). A word starts after ``start_frames`` loud frames in a row and ends after
+background between words; a steady hum or hiss raises it, speech does not). A word starts after
+``start_frames`` loud frames in a row and ends after
 ``hangover_s`` of quiet (short closures inside a word, e.g. before a 'k', do not end it); a word longer than
 ``max_word_s`` is cut there, and one shorter than ``min_word_s`` (a click, a bump) is dropped. No Gradio here.
 """

@@ -128,7 +128,9 @@ HEAR_JS = r"""
   });
   document.addEventListener('keydown', (e) => {
     const tok = e.target.closest && e.target.closest('.hear-strip .unit-tok[data-start]');
-    if (tok && (e.key === 'Enter' || e.key === ' ')) { e.preventDefault(); play(tok.dataset.start, tok.dataset.end, tok); }
+    if (tok && (e.key === 'Enter' || e.key === ' ')) {
+      e.preventDefault(); play(tok.dataset.start, tok.dataset.end, tok);
+    }
   });
   function onPlotClick(ev) {
     const pt = ev && ev.points && ev.points[0]; if (!pt) return;

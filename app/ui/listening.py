@@ -133,7 +133,8 @@ class Listener:
         self.timeline.extend(units)
         self.detections.appendleft(Detection(
             label=label, confidence=conf, at_s=seg.speech_end / self.sample_rate, end_sample=seg.speech_end,
-            span=(seg.start, seg.end), sample_rate=self.sample_rate, server_ms=(time.perf_counter() - t_arrived) * 1e3, units=len(units)))
+            span=(seg.start, seg.end), sample_rate=self.sample_rate,
+            server_ms=(time.perf_counter() - t_arrived) * 1e3, units=len(units)))
         return True
 
 

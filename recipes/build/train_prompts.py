@@ -314,8 +314,8 @@ def family_lines(bb: Backbone) -> list[str]:
     if "pooled_eer" in r:
         lines.append(f"| pooled EER <= {FAMILY_TARGETS['pooled']:.2f} | {r['pooled_eer']:.3f} | "
                      f"{'yes' if r['pooled_eer'] <= FAMILY_TARGETS['pooled'] else 'no'} |")
-    lines += ["", "Each run has the budget of the shipped prompts, 7-minute wall-clock cap included: on a busy machine a "
-              "run stops after fewer epochs (see the epochs column and the fake row of the first table)."]
+    lines += ["", "Each run has the budget of the shipped prompts, 7-minute wall-clock cap included: on a busy "
+              "machine a run stops after fewer epochs (see the epochs column and the fake row of the first table)."]
     if not r.get("complete"):
         lines += ["", "Not every family has been held out yet: the pooled figure covers those listed."]
     return lines + [""]

@@ -274,7 +274,7 @@ class Codes:
             x = self.f.frames("pool", key)
             idx = np.sort(np.random.default_rng(0).permutation(len(x))[: self.n])
             torch.save(kmeans(torch.from_numpy(x[idx]), k, self.iters), path)
-        return torch.load(path)
+        return torch.load(path, weights_only=True)
 
     def units(self, ds: str, key: str, k: int) -> list[dict]:
         """Per clip, as app/encoder/units.py: collapsed ids, durations, starts, duration and pitch buckets."""

@@ -27,6 +27,7 @@ import torch
 
 from app.backbone import Backbone
 from app.encoder.audio import prepare
+from app.encoder.units import Units
 from app.prompt_files import load_prompt
 from app.prompting import PromptConfig
 from app.settings import DEFAULT_PROMPTS_DIR
@@ -145,7 +146,8 @@ class Features:
             return self.mem[(p, kind)]
         f = self._path(p, kind)
         if f.exists():
-            v = torch.load(f, weights_only=False)
+            with torch.serialization.safe_globals([Units]):  # tensors and Units only: no arbitrary unpickling
+                v = torch.load(f, weights_only=True)
         else:
             v = make()
             torch.save(v, f)
@@ -173,15 +175,15 @@ class Features:
             m = torchaudio.transforms.MFCC(sample_rate=16000, n_mfcc=20, melkwargs={
                 "n_mels": 40, "n_fft": 400, "hop_length": 160})(self.wav(p))
             d = torch.diff(m, dim=1)
-            return torch.cat([m.mean(1), m.std(1), d.mean(1), d.std(1)]).numpy()
-        return self._get(p, "mfcc", make)
+            return torch.cat([m.mean(1), m.std(1), d.mean(1), d.std(1)])
+        return self._get(p, "mfcc", make).numpy()
 
     def pooled(self, p: Path) -> np.ndarray:
         def make():
             with torch.no_grad():
                 f = self.bb.encoder.features(self.wav(p))
-            return torch.cat([f.mean(0), f.std(0)]).numpy()
-        return self._get(p, "pooled", make)
+            return torch.cat([f.mean(0), f.std(0)])
+        return self._get(p, "pooled", make).numpy()
 
 
 def lr_peer(feat, takes: dict, test: list) -> float:
