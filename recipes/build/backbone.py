@@ -28,6 +28,7 @@ import datetime
 import json
 import math
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -419,9 +420,14 @@ def main() -> None:
     try:
         run(args, rank, world, device)
         if dist.is_initialized():
-            dist.barrier()  # ranks leave together (a rank that tears down gloo while rank 0 still writes aborts)
+            dist.barrier()  # ranks leave together, everything written
+            # Leave without tearing gloo down: its teardown now and then aborted a rank ("terminate called without
+            # an active exception") after a run that went well.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     finally:
-        if dist.is_initialized():
+        if dist.is_initialized():  # an error: tear down so the other ranks hear of it
             dist.destroy_process_group()
 
 
