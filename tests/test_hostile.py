@@ -8,6 +8,7 @@ non-numeric prompt length).
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import random
 import os
@@ -169,18 +170,16 @@ def test_forty_concurrent_bombs_leave_the_server_memory_flat(tmp_path, bombs):
 
 # ----------------------------------------------------------------------------- 2. queue flooding
 
-def test_training_floods_cannot_take_classifications_places(monkeypatch, tmp_path):
-    """One long training run, then 64 joins of the train event from invented sessions: at most 3 wait, the rest
-    are refused at once with a message, and /classify keeps answering."""
-    from gradio_client import Client, handle_file
-
+@contextlib.contextmanager
+def _app_with_a_slow_training(monkeypatch, hold_s: float):
+    """The UI on the test engine, launched on loopback, whose training run only holds its slot (until the block ends
+    or ``hold_s``); yields the URL and ``join(session)``, which queues a training request from that session."""
     from app.ui import build_ui, launch_options, train_view
-    from app.ui.guards import TRAIN_WAITING
 
     release = threading.Event()
 
     def slow_train(*args, **kwargs):
-        release.wait(30)
+        release.wait(hold_s)
         yield from ()
 
     monkeypatch.setattr(train_view, "train", slow_train)
@@ -189,12 +188,27 @@ def test_training_floods_cannot_take_classifications_places(monkeypatch, tmp_pat
     port = _free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
     url = f"http://127.0.0.1:{port}/"
-    try:
-        def join(session: str) -> httpx.Response:
-            return httpx.post(url + "gradio_api/queue/join", timeout=10, json={
-                "data": [None, "x", 5, "learnable", True], "fn_index": train_fn._id, "session_hash": session,
-                "event_data": None, "trigger_id": None})
 
+    def join(session: str) -> httpx.Response:
+        return httpx.post(url + "gradio_api/queue/join", timeout=10, json={
+            "data": [None, "x", 5, "learnable", True], "fn_index": train_fn._id, "session_hash": session,
+            "event_data": None, "trigger_id": None})
+
+    try:
+        yield url, join
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_training_floods_cannot_take_classifications_places(monkeypatch, tmp_path):
+    """One long training run, then 64 joins of the train event from invented sessions: at most 3 wait, the rest
+    are refused at once with a message, and /classify keeps answering."""
+    from gradio_client import Client, handle_file
+
+    from app.ui.guards import TRAIN_WAITING
+
+    with _app_with_a_slow_training(monkeypatch, 30) as (url, join):
         assert join("runner").status_code == 200
         time.sleep(1.0)  # it starts and holds the training slot
         answers = [join(f"fake-{i}") for i in range(64)]
@@ -208,9 +222,6 @@ def test_training_floods_cannot_take_classifications_places(monkeypatch, tmp_pat
         for _ in range(3):
             assert client.predict(handle_file(str(clip)), "tones", api_name="/classify")["task"] == "tones"
         assert time.monotonic() - t0 < 30
-    finally:
-        release.set()
-        demo.close()
 
 
 def test_every_pool_has_its_own_places():
@@ -522,27 +533,11 @@ def test_a_visitor_refused_by_a_full_training_queue_sees_why_and_can_press_again
     button comes back (it is disabled while a request is on its way)."""
     from playwright import sync_api
 
-    from app.ui import build_ui, launch_options, train_view
     from app.ui.guards import TRAIN_WAITING
 
-    release = threading.Event()
-
-    def slow_train(*args, **kwargs):
-        release.wait(60)
-        yield from ()
-
-    monkeypatch.setattr(train_view, "train", slow_train)
-    demo = build_ui(ui_engine())
-    train_fn = next(fn for fn in demo.fns.values() if fn.concurrency_id == "train")
-    port = _free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options())
-    url = f"http://127.0.0.1:{port}/"
-    try:
+    with _app_with_a_slow_training(monkeypatch, 60) as (url, join):
         for i in range(1 + TRAIN_WAITING):
-            r = httpx.post(url + "gradio_api/queue/join", timeout=10, json={
-                "data": [None, "x", 5, "learnable", True], "fn_index": train_fn._id, "session_hash": f"s{i}",
-                "event_data": None, "trigger_id": None})
-            assert r.status_code == 200
+            assert join(f"s{i}").status_code == 200
             time.sleep(0.5)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium",
@@ -558,6 +553,3 @@ def test_a_visitor_refused_by_a_full_training_queue_sees_why_and_can_press_again
                                        " && !document.querySelector('#train-run').disabled", timeout=30_000)
             finally:
                 browser.close()
-    finally:
-        release.set()
-        demo.close()
