@@ -3,8 +3,9 @@
 Like a torchaudio pipeline bundle, one object knows its sample rate, how to build its parts and load their weights,
 and a fingerprint of those weights that prompts record so they only load on the backbone they were trained for.
 
-Folder layout: ``config.json`` (id, sample rate, dense model, quantizer, LM config), ``encoder.safetensors``
-(``dense.*`` weights and ``centroids``), ``lm.safetensors`` (unit LM weights), ``MODEL_CARD.md``.
+Folder layout: ``config.json`` (id, sample rate, dense model, quantizer, voice streams, LM config),
+``encoder.safetensors`` (``dense.*`` weights, ``centroids`` and, with voice streams, ``voice.*``: the voice
+quantizer's mean, scale, projection and bucket edges), ``lm.safetensors`` (unit LM weights), ``MODEL_CARD.md``.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .encoder.dense import build_dense
-from .encoder.units import SpeechEncoder
+from .encoder.units import SpeechEncoder, VoiceQuantizer
 from .lm import UnitLM, UnitLMConfig
 from .settings import default_backbone_dir
 
@@ -41,7 +42,12 @@ def weights_fingerprint(config: dict[str, Any], modules: dict[str, torch.nn.Modu
 
 def encoder_fingerprint(config: dict[str, Any], encoder: SpeechEncoder) -> str:
     part = {"dense": config["dense"], "quantizer": config.get("quantizer", {})}
+    if "voice" in config:
+        part["voice"] = config["voice"]
     return weights_fingerprint(part, {"encoder": encoder})
+
+
+VOICE_TENSORS = ("mean", "scale", "proj", "edges")
 
 
 @dataclass
@@ -74,13 +80,24 @@ class Backbone:
         return encoder_fingerprint(self.config, self.encoder)
 
     @classmethod
-    def build(cls, config: dict[str, Any], centroids: torch.Tensor, folder: Path | None = None) -> "Backbone":
-        """Assemble a backbone from its config (weights random until loaded)."""
+    def build(cls, config: dict[str, Any], centroids: torch.Tensor, folder: Path | None = None,
+              voice: VoiceQuantizer | None = None) -> "Backbone":
+        """Assemble a backbone from its config (weights random until loaded; ``voice``: the fitted voice quantizer
+        that ``config["voice"]`` describes)."""
         dense = build_dense(config["dense"])
-        encoder = SpeechEncoder(dense, centroids, feature_norm=config.get("quantizer", {}).get("feature_norm", "none"))
+        if ("voice" in config) != (voice is not None) or (voice is not None and voice.config() != config["voice"]):
+            raise BackboneError("The voice quantizer does not match the backbone's config 'voice'.")
+        try:
+            encoder = SpeechEncoder(dense, centroids, voice=voice,
+                                    feature_norm=config.get("quantizer", {}).get("feature_norm", "none"))
+        except ValueError as exc:
+            raise BackboneError(str(exc)) from None
         lm = UnitLM(UnitLMConfig(**config["lm"]))
         if lm.config.vocab_size != encoder.n_units + 1:
             raise BackboneError(f"LM vocabulary {lm.config.vocab_size} != {encoder.n_units} units + end token.")
+        if lm.config.n_voice != encoder.n_voice or (voice is not None and lm.config.voice_buckets != voice.n_buckets):
+            raise BackboneError(f"LM voice streams {lm.config.n_voice} x {lm.config.voice_buckets} do not match the "
+                                f"encoder's {encoder.n_voice}.")
         return cls(id=config["id"], encoder=encoder, lm=lm, config=config, folder=folder,
                    sample_rate=int(config.get("sample_rate", 16_000)))
 
@@ -114,7 +131,18 @@ class Backbone:
             raise BackboneError("encoder.safetensors has no 'centroids' tensor.")
         centroids = enc.pop("centroids").float()
         dense_state = {k[len("dense."):]: v.float() for k, v in enc.items() if k.startswith("dense.")}
-        bb = cls.build(config, centroids, folder)
+        voice = None
+        if isinstance(config.get("voice"), dict):
+            missing = [n for n in VOICE_TENSORS if f"voice.{n}" not in enc]
+            if missing:
+                raise BackboneError(f"encoder.safetensors lacks the voice quantizer's {missing}.")
+            v = config["voice"]
+            try:
+                voice = VoiceQuantizer(*(enc[f"voice.{n}"].float() for n in VOICE_TENSORS), layer=v["layer"],
+                                       window=v["window"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BackboneError(f"Bad voice quantizer: {exc}") from None
+        bb = cls.build(config, centroids, folder, voice)
         try:
             bb.encoder.dense.load_state_dict(dense_state, strict=True)
             bb.lm.load_state_dict({k: v.float() for k, v in lm_state.items()}, strict=True)
@@ -138,6 +166,8 @@ class Backbone:
         enc = {f"dense.{k}": v.to(dense_dtype).contiguous() for k, v in self.encoder.dense.state_dict().items()
                if v.is_floating_point()}
         enc["centroids"] = self.encoder.centroids.contiguous()
+        if self.encoder.voice is not None:
+            enc.update({f"voice.{n}": getattr(self.encoder.voice, n).contiguous() for n in VOICE_TENSORS})
         save_file(enc, str(folder / "encoder.safetensors"))
         save_file({k: v.to(lm_dtype).contiguous() for k, v in self.lm.state_dict().items()},
                   str(folder / "lm.safetensors"))
@@ -173,6 +203,7 @@ class Backbone:
             "width": lm_cfg.n_embd,
             "block_size": lm_cfg.block_size,
             "prosody_streams": {"duration_buckets": lm_cfg.n_duration, "pitch_buckets": lm_cfg.n_pitch},
+            "voice_streams": {"streams": lm_cfg.n_voice, "buckets": lm_cfg.voice_buckets} if lm_cfg.n_voice else None,
             "lm_params": self.lm.num_params(),
             "encoder_params": enc_params,
             "parameter_count": self.lm.num_params() + enc_params,

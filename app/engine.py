@@ -141,7 +141,11 @@ class Engine:
         lm = self.backbone.lm
         batch = collate([units], lm.config.block_size - 1)  # the units, then the end-of-utterance token
         eos, blank = torch.tensor([[lm.config.eos]]), torch.zeros(1, 1, dtype=torch.long)
-        out = lm(torch.cat([batch.ids, eos], 1), torch.cat([batch.dur, blank], 1), torch.cat([batch.pitch, blank], 1))
+        voice = batch.voice
+        if voice is not None:  # the end token carries code 0 of every voice stream, as in the LM's training
+            voice = torch.cat([voice, voice.new_zeros(1, 1, voice.shape[-1])], 1)
+        out = lm(torch.cat([batch.ids, eos], 1), torch.cat([batch.dur, blank], 1), torch.cat([batch.pitch, blank], 1),
+                 voice)
         return torch.softmax(out["units"][0, -1], dim=-1)
 
     def analyze(self, source: AudioInput, tasks: Sequence[str], sample_rate: int | None = None) -> Analysis:

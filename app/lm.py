@@ -2,7 +2,9 @@
 
 nanoGPT-style: a config dataclass, pre-LN blocks, causal attention, tied input/output embeddings. It is
 prosody-aware in the manner of pGSLM: each unit token also carries a duration-bucket and a pitch-bucket
-embedding, and the model predicts the next unit, its duration bucket and its pitch bucket.
+embedding, and the model predicts the next unit, its duration bucket and its pitch bucket. Backbone v2 adds voice
+streams the same way (``n_voice`` streams of ``voice_buckets`` codes each, app/encoder/units.py): embedded with the
+unit and predicted for the next unit.
 
 Architecture options (all default to the above) let the same decoder hold an imported fairseq ``transformer_lm``
 such as GSLM's unit LM (recipes/build/import_gslm.py): sinusoidal positions with an offset, post-LN blocks, an
@@ -41,6 +43,8 @@ class UnitLMConfig:
     activation: str = "gelu"  # gelu | gelu_tanh | relu
     ffn_dim: int = 0  # MLP width (0: 4 * n_embd)
     tied_output: bool = True  # next-unit logits from the input embedding; False: a separate lm_head
+    n_voice: int = 0  # voice streams (0: none, as the v1 backbone)
+    voice_buckets: int = 8  # codes per voice stream
 
     def __post_init__(self) -> None:
         for name, allowed in (("pos", POSITIONS), ("norm", ("pre", "post")), ("activation", tuple(ACTIVATIONS))):
@@ -68,7 +72,8 @@ class UnitLMConfig:
 
 POSITIONS = ("learned", "sinusoidal", "none")
 ACTIVATIONS = {"gelu": lambda: nn.GELU(), "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "relu": lambda: nn.ReLU()}
-ARCH_FIELDS = ("pos", "pos_offset", "norm", "final_norm", "embed_scale", "activation", "ffn_dim", "tied_output")
+ARCH_FIELDS = ("pos", "pos_offset", "norm", "final_norm", "embed_scale", "activation", "ffn_dim", "tied_output",
+               "n_voice", "voice_buckets")
 ARCH_DEFAULTS = {f.name: f.default for f in fields(UnitLMConfig) if f.name in ARCH_FIELDS}
 
 
@@ -169,11 +174,14 @@ class UnitLM(nn.Module):
                                  persistent=False)
         self.wde = nn.Embedding(cfg.n_duration, cfg.n_embd) if cfg.n_duration else None
         self.wfe = nn.Embedding(cfg.n_pitch, cfg.n_embd) if cfg.n_pitch else None
+        n_voice_codes = cfg.n_voice * cfg.voice_buckets
+        self.wve = nn.Embedding(n_voice_codes, cfg.n_embd) if cfg.n_voice else None  # stream s: rows s*buckets...
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd) if cfg.final_norm else nn.Identity()
         self.duration_head = nn.Linear(cfg.n_embd, cfg.n_duration) if cfg.n_duration else None
         self.pitch_head = nn.Linear(cfg.n_embd, cfg.n_pitch) if cfg.n_pitch else None
+        self.voice_head = nn.Linear(cfg.n_embd, n_voice_codes) if cfg.n_voice else None
         self.lm_head = None if cfg.tied_output else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         self.apply(self._init)
         for name, p in self.named_parameters():
@@ -193,14 +201,19 @@ class UnitLM(nn.Module):
         """Parameters, counting the tied output embedding once."""
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
-        """Token embeddings (+ prosody streams) for unit ids ``(B, T)``; positions (and the embedding scale) are
-        applied in :meth:`run`, to prompt vectors and units alike."""
+    def embed(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None,
+              voice: torch.Tensor | None = None):
+        """Token embeddings (+ prosody and voice streams) for unit ids ``(B, T)``; ``voice (B, T, n_voice)``.
+        Positions (and the embedding scale) are applied in :meth:`run`, to prompt vectors and units alike."""
         x = self.wte(ids)
         if self.wde is not None and dur is not None:
             x = x + self.wde(dur.clamp(0, self.config.n_duration - 1))
         if self.wfe is not None and pitch is not None:
             x = x + self.wfe(pitch.clamp(0, self.config.n_pitch - 1))
+        if self.wve is not None and voice is not None:
+            nb = self.config.voice_buckets
+            offsets = torch.arange(self.config.n_voice, device=voice.device) * nb
+            x = x + self.wve(voice.clamp(0, nb - 1) + offsets).sum(-2)
         return x
 
     def run(
@@ -261,14 +274,20 @@ class UnitLM(nn.Module):
         return h @ self.wte.weight.T
 
     def next_token_logits(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Every output stream from hidden states: next unit, and for a prosody LM its duration and pitch bucket."""
+        """Every output stream from hidden states: next unit, and for a prosody LM its duration and pitch bucket;
+        with voice streams ``"voice"``: each stream's log-distribution over its codes, side by side
+        ``(..., n_voice * voice_buckets)`` (a softmax over all of them gives each stream's distribution / n_voice)."""
         out = {"units": self.unit_logits(h)}
         if self.duration_head is not None:
             out["duration"] = self.duration_head(h)
         if self.pitch_head is not None:
             out["pitch"] = self.pitch_head(h)
+        if self.voice_head is not None:
+            v = self.voice_head(h).unflatten(-1, (self.config.n_voice, self.config.voice_buckets))
+            out["voice"] = torch.log_softmax(v, dim=-1).flatten(-2)
         return out
 
-    def forward(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None):
-        """Plain language modelling: logits for the next unit, duration bucket and pitch bucket."""
-        return self.next_token_logits(self.run(self.embed(ids, dur, pitch)))
+    def forward(self, ids: torch.Tensor, dur: torch.Tensor | None = None, pitch: torch.Tensor | None = None,
+                voice: torch.Tensor | None = None):
+        """Plain language modelling: logits for the next unit, duration bucket, pitch bucket (and voice codes)."""
+        return self.next_token_logits(self.run(self.embed(ids, dur, pitch, voice)))

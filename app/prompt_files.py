@@ -15,7 +15,7 @@ from safetensors.torch import save as safetensors_bytes
 
 from .lm import UnitLMConfig
 from .prompting import (MAX_LABELS, VERBALIZERS, PromptConfig, PromptError, TaskCard, TaskInfo, TaskPrompt,
-                        check_task_id, stream_sizes)
+                        check_task_id, stream_sizes, verbalizer_reads)
 
 FORMAT_VERSION = 1
 MAX_PROMPT_FILE_BYTES = 16 * 2**20
@@ -169,10 +169,15 @@ def parse_task_json(meta: dict[str, Any], where: str, lm_config: UnitLMConfig
     if not isinstance(read_at, str):
         raise _fail(where, f"verbalizer 'read_at' must be a string, got {_brief(read_at)}")
     try:
-        config = PromptConfig(prompt_length=length, deep=deep, verbalizer=kind, prosody=len(reads) > 1,
-                              read_at=read_at)
+        # "voice" says whether the verbalizer reads the voice codes; on an LM without them it keeps its default
+        voice = "voice" in reads if "voice" in streams else PromptConfig.voice
+        config = PromptConfig(prompt_length=length, deep=deep, verbalizer=kind,
+                              prosody="duration" in reads or "pitch" in reads, voice=voice, read_at=read_at)
     except ValueError as exc:
         raise _fail(where, _brief(str(exc), 200)) from None
+    if kind == "learnable" and list(verbalizer_reads(lm_config, config)) != reads:
+        raise PromptError(f"{where}: verbalizer reads {_brief(reads)}, which is not a set of outputs a prompt reads "
+                          f"on this LM ({streams}).")
     return info, config, tokens, backbone["fingerprint"]
 
 

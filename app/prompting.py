@@ -7,11 +7,12 @@ A task prompt is the small trainable part of SpeechPrompt v2 (its files: app/pro
 - ``separator`` (C,): a trainable embedding after the units; the LM's next-unit distribution is read there,
 - a verbalizer: learnable linear map from the (standardised log-)vocabulary distribution to classes (v2), or a
   fixed one that gives each class a unit token chosen by frequency or at random (v1). With a prosody-aware LM
-  (pGSLM) the vocabulary is the LM's whole next-token output: next unit, next duration bucket and next pitch bucket.
+  (pGSLM) the vocabulary is the LM's whole next-token output: next unit, next duration bucket and next pitch bucket
+  (and, on a backbone with voice streams, the next unit's voice codes).
 
 :func:`prompted_forward` is the single place where SpeechPrompt v2's sequence is built, per row of a batch:
 
-    [input prompt (P vectors)] [unit embeddings + duration + pitch] [separator]   (+ deep prompt prefixes)
+    [input prompt (P vectors)] [unit embeddings + duration + pitch (+ voice)] [separator]   (+ deep prompt prefixes)
 
 and the next-unit logits are read at the separator (the LM's side of it: ``UnitLM.run``). Training and inference
 both use it, so a task behaves the same alone or batched with other tasks.
@@ -48,6 +49,7 @@ class PromptConfig:
     deep: bool = True  # key/value prefixes at every layer
     verbalizer: str = "learnable"  # learnable | freq | random
     prosody: bool = True  # a learnable verbalizer also reads the LM's duration and pitch predictions
+    voice: bool = True  # ... and its voice-code predictions, on a backbone with voice streams
     # where a learnable verbalizer reads the LM's next-token output: at the separator (the paper), or its mean over
     # every position from the first unit to the separator ("mean": what the prompted LM expects next, on average
     # over the clip; docs/FEWSHOT.md measures it)
@@ -61,6 +63,7 @@ class PromptConfig:
         if self.read_at not in READ_AT:
             raise ValueError(f"read_at must be one of {READ_AT}, got {self.read_at!r}")
         self.prosody = self.prosody and self.verbalizer == "learnable"  # a fixed verbalizer reads unit tokens
+        self.voice = self.voice and self.verbalizer == "learnable"
         if self.verbalizer != "learnable":
             self.read_at = "separator"  # a fixed verbalizer reads its unit tokens at the separator
 
@@ -188,9 +191,18 @@ def verbalizer_input(logits: StreamLogits | torch.Tensor, reads: tuple[str, ...]
 
 
 def stream_sizes(lm_config: UnitLMConfig) -> dict[str, int]:
-    """Size of each next-token output the LM has (duration and pitch only for a prosody-aware LM)."""
-    sizes = {"units": lm_config.vocab_size, "duration": lm_config.n_duration, "pitch": lm_config.n_pitch}
+    """Size of each next-token output the LM has (duration and pitch only for a prosody-aware LM, voice only with
+    voice streams)."""
+    sizes = {"units": lm_config.vocab_size, "duration": lm_config.n_duration, "pitch": lm_config.n_pitch,
+             "voice": lm_config.n_voice * lm_config.voice_buckets}
     return {k: v for k, v in sizes.items() if v}
+
+
+def verbalizer_reads(lm_config: UnitLMConfig, config: PromptConfig) -> tuple[str, ...]:
+    """The LM outputs a prompt's verbalizer reads: the units, plus duration and pitch (``prosody``) and the voice
+    codes (``voice``) where a learnable verbalizer asks for them and the LM has them."""
+    wanted = {"units": True, "duration": config.prosody, "pitch": config.prosody, "voice": config.voice}
+    return tuple(s for s in stream_sizes(lm_config) if wanted[s])
 
 
 class TaskPrompt(nn.Module):
@@ -208,7 +220,7 @@ class TaskPrompt(nn.Module):
         n = len(info.labels)
         sizes = stream_sizes(lm_config)
         learnable = self.config.verbalizer == "learnable"
-        self.reads: tuple[str, ...] = tuple(s for s in sizes if s == "units" or (learnable and self.config.prosody))
+        self.reads: tuple[str, ...] = verbalizer_reads(lm_config, self.config)
         if learnable:
             self.verbalizer = nn.Linear(sum(sizes[s] for s in self.reads), n)
             nn.init.normal_(self.verbalizer.weight, 0.0, 0.02)
@@ -292,12 +304,14 @@ class TaskPrompt(nn.Module):
 
 @dataclass
 class UnitBatch:
-    """Unit sequences padded to one length: ids, duration and pitch buckets ``(B, T)``, and true lengths."""
+    """Unit sequences padded to one length: ids, duration and pitch buckets ``(B, T)``, voice codes ``(B, T, S)``
+    (None without voice streams), and true lengths."""
 
     ids: torch.Tensor
     dur: torch.Tensor
     pitch: torch.Tensor
     lengths: list[int]
+    voice: torch.Tensor | None = None
 
 
 def collate(units: Sequence[Units], max_len: int) -> UnitBatch:
@@ -305,11 +319,13 @@ def collate(units: Sequence[Units], max_len: int) -> UnitBatch:
     ids = [u.ids[:max_len] for u in units]
     dur = [u.duration_buckets()[:max_len] for u in units]
     pitch = [u.pitch_buckets()[:max_len] for u in units]
+    has_voice = all(u.voice is not None for u in units) and len(units) > 0
     return UnitBatch(
         ids=pad_sequence(ids, batch_first=True),
         dur=pad_sequence(dur, batch_first=True),
         pitch=pad_sequence(pitch, batch_first=True),
         lengths=[int(t.numel()) for t in ids],
+        voice=pad_sequence([u.voice[:max_len] for u in units], batch_first=True) if has_voice else None,
     )
 
 
@@ -350,7 +366,7 @@ def prompted_forward(lm: UnitLM, units: Sequence[Units], prompts: Sequence[TaskP
         raise ValueError("one prompt per row is needed")
     one_clip = all(u is units[0] for u in units)  # one clip, many tasks: embed it once
     batch = collate(units[:1] if one_clip else units, max_units(lm, prompts))
-    tokens = lm.embed(batch.ids, batch.dur, batch.pitch)
+    tokens = lm.embed(batch.ids, batch.dur, batch.pitch, batch.voice)
     src = [0] * len(units) if one_clip else range(len(units))
     rows = [
         torch.cat([p.input_prompt, tokens[s, : batch.lengths[s]], p.separator[None]], dim=0)

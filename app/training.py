@@ -356,7 +356,8 @@ def drop_units(p: float) -> Augment:
         keep = torch.from_numpy(rng.random(len(u)) >= p)
         if not bool(keep.any()):
             return u
-        return replace(u, ids=u.ids[keep], durations=u.durations[keep], pitch=u.pitch[keep], frame_pitch=None)
+        return replace(u, ids=u.ids[keep], durations=u.durations[keep], pitch=u.pitch[keep], frame_pitch=None,
+                       voice=u.voice[keep] if u.voice is not None else None)
     return fn
 
 

@@ -96,3 +96,38 @@ def clip_path(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("clips") / "chirp.wav"
     sf.write(p, tone_clip("chirp", seed=42), SR)
     return p
+
+
+def tiny_voice_backbone(seed: int = 0, n_units: int = 16, n_voice: int = 4, buckets: int = 8) -> Backbone:
+    """A tiny backbone with voice streams: a random 2-block Whisper-shaped encoder (width 32), k-means centroids
+    and a voice quantizer fitted on frames of fixed synthetic signals, a randomly initialised LM."""
+    from app.encoder.units import VoiceQuantizer, window_stats
+
+    g = torch.Generator().manual_seed(seed)
+    config = tiny_config(n_units)
+    config["dense"] = {"kind": "whisper", "n_mels": 80, "n_ctx": 1500, "d_model": 32, "n_head": 2, "n_layer": 2,
+                       "post_ln": False}
+    config["lm"] = {**config["lm"], "n_voice": n_voice, "voice_buckets": buckets}
+    config["id"] = f"tiny-whisper{n_units}-v{n_voice}x{buckets}"
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        dense = build_dense(config["dense"]).eval()
+        with torch.no_grad():  # random convolutions strong enough that the frames follow the sound, not the position
+            for conv in (dense.encoder.conv1, dense.encoder.conv2):
+                conv.weight.mul_(20.0)
+        t = torch.arange(48_000) / 16_000
+        stats, feats = [], []
+        with torch.no_grad():
+            for f0 in (120.0, 220.0, 400.0, 800.0):
+                signal = torch.sin(2 * torch.pi * f0 * t * (1 + t)) + 0.3 * torch.randn(t.shape, generator=g)
+                states = dense.hidden_states(signal)
+                feats.append(states[-1])
+                stats.append(window_stats(states[1], 10)[0])
+        feats_all = torch.cat(feats)
+        centroids = feats_all[torch.randperm(feats_all.shape[0], generator=g)[:n_units]].clone()
+        voice = VoiceQuantizer.fit(torch.cat(stats), layer=1, window=10, n_streams=n_voice, n_buckets=buckets)
+        config["voice"] = voice.config()
+        bb = Backbone.build(config, centroids, voice=voice)
+        bb.encoder.dense.load_state_dict(dense.state_dict())
+        bb.fingerprint = bb._fingerprint()
+        return bb

@@ -57,8 +57,12 @@ class Whisper(torch.nn.Module):
         self.dim = self.encoder.cfg.d_model
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        feats = self.encoder(wav.float()[None])[0]
-        return feats[: max(wav.numel() // HOP, 1)]
+        return self.hidden_states(wav)[-1]
+
+    def hidden_states(self, wav: torch.Tensor) -> list[torch.Tensor]:
+        """Frames after the stem and after each block ``[stem, block 1, ..., block n]``, each ``(frames, d)``."""
+        n = max(wav.numel() // HOP, 1)
+        return [s[0, :n] for s in self.encoder.hidden_states(wav.float()[None])]
 
 
 # torchaudio.models.hubert_base(), without its dropouts (the backbone is frozen) or a CTC head.

@@ -151,15 +151,23 @@ class WhisperEncoder(nn.Module):
 
     def encode_mel(self, mel: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
         """Encode log-mel features [B, n_mels, n] (n <= 2 * n_ctx) -> [B, ceil(n / 2), d]."""
+        return self.encode_mel_states(mel, n_layers)[-1]
+
+    def encode_mel_states(self, mel: torch.Tensor, n_layers: int | None = None) -> list[torch.Tensor]:
+        """As :meth:`encode_mel`, every stage's output: ``[stem, block 1, ..., block n]`` (ln_post on the last when
+        all blocks run)."""
         x = F.gelu(self.conv1(mel))
         x = F.gelu(self.conv2(x)).transpose(1, 2)  # [B, frames, d]
         assert x.shape[1] <= self.cfg.n_ctx, "input longer than 30 s: use forward()"
         x = x + self.positional_embedding[: x.shape[1]].to(x.dtype)
         n = self.cfg.n_layer if n_layers is None else n_layers
         assert 0 <= n <= self.cfg.n_layer, f"n_layers must be in [0, {self.cfg.n_layer}]"
+        states = [x]
         for block in self.blocks[:n]:
-            x = block(x)
-        return self.ln_post(x) if n == self.cfg.n_layer else x
+            states.append(block(states[-1]))
+        if n == self.cfg.n_layer:
+            states[-1] = self.ln_post(states[-1])
+        return states
 
     def forward(self, wav: torch.Tensor, n_layers: int | None = None) -> torch.Tensor:
         """Encode 16 kHz audio [T] or [B, T] -> [B, frames, d_model] at 50 Hz (see n_frames()).
@@ -170,6 +178,10 @@ class WhisperEncoder(nn.Module):
         Audio longer than 30 s is encoded in independent 30 s chunks; inputs
         shorter than 320 samples are zero-padded to 320 (one frame).
         """
+        return self.hidden_states(wav, n_layers)[-1]
+
+    def hidden_states(self, wav: torch.Tensor, n_layers: int | None = None) -> list[torch.Tensor]:
+        """As :meth:`forward`, every stage's output ``[stem, block 1, ..., block n]``, each [B, frames, d_model]."""
         if wav.dim() == 1:
             wav = wav[None]
         wav = wav.to(self.mel_filters.dtype)
@@ -177,8 +189,8 @@ class WhisperEncoder(nn.Module):
         for chunk in wav.split(CHUNK_SAMPLES, dim=1):
             if chunk.shape[1] < MIN_SAMPLES:
                 chunk = F.pad(chunk, (0, MIN_SAMPLES - chunk.shape[1]))
-            outs.append(self.encode_mel(self.log_mel(chunk), n_layers))
-        return torch.cat(outs, dim=1)
+            outs.append(self.encode_mel_states(self.log_mel(chunk), n_layers))
+        return [torch.cat(parts, dim=1) for parts in zip(*outs)]
 
     @classmethod
     def from_pretrained(cls, path: str | Path) -> "WhisperEncoder":

@@ -3,9 +3,10 @@
     python -m recipes.build.backbone --corpus work/corpus --work work/backbone --out assets/backbone
 
 Stages (each resumable; results go to --work, the final bundle to --out):
-  1. kmeans:  dense features of a frame sample of the corpus -> k-means centroids (k-means++ + Lloyd, torch)
-  2. units:   every corpus clip -> collapsed units, duration and pitch buckets (units.safetensors)
-  3. lm:      next-unit (+ duration and pitch bucket) training of the unit LM, time-budgeted, checkpointed; in one
+  1. kmeans:  dense features of a frame sample of the corpus -> k-means centroids (k-means++ + Lloyd, torch); with
+              --voice-streams, the same clips' window statistics of block --voice-layer -> the voice quantizer
+  2. units:   every corpus clip -> collapsed units, duration and pitch buckets (+ voice codes) (units.safetensors)
+  3. lm:      next-unit (+ duration, pitch bucket and voice code) training of the unit LM, time-budgeted, checkpointed; in one
               process, or data-parallel under torchrun (PyTorch DDP: gloo on CPU, NCCL on GPU), same result
   4. eval:    held-out perplexity against unigram and bigram baselines on the same units
   5. bundle:  config.json + encoder.safetensors + lm.safetensors + metrics.json in --out
@@ -39,10 +40,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 
-from app.backbone import Backbone
+from app.backbone import VOICE_TENSORS, Backbone
 from app.encoder.audio import prepare
 from app.encoder.dense import build_dense
-from app.encoder.units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, SpeechEncoder
+from app.encoder.units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, SpeechEncoder, VoiceQuantizer, window_stats
 from app.lm import UnitLM, UnitLMConfig
 from app.settings import ROOT
 from recipes.common.paths import WORK
@@ -138,38 +139,56 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 30, seed: int = 0) -> torch.Ten
     return c
 
 
-def stage_kmeans(args, rows, dense) -> torch.Tensor:
+def stage_kmeans(args, rows, dense) -> tuple[torch.Tensor, VoiceQuantizer | None]:
+    """k-means centroids (and, with --voice-streams, the voice quantizer) from a random sample of corpus clips."""
     path = args.work / "centroids.safetensors"
-    if path.exists():
-        return load_file(str(path))["centroids"]
+    if not path.exists():
+        save_file(sample_and_fit(args, rows, dense), str(path))
+    saved = load_file(str(path))
+    voice = None
+    if args.voice_streams:
+        if "voice_stats" not in saved:
+            raise SystemExit(f"error: {path} was made without --voice-streams: remove it or use another --work")
+        voice = VoiceQuantizer.fit(saved["voice_stats"], args.voice_layer, args.voice_window, args.voice_streams,
+                                   args.voice_buckets)
+    return saved["centroids"], voice
+
+
+def sample_and_fit(args, rows, dense) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(args.seed)
     pick = rng.permutation(len(rows))[: args.kmeans_clips]
-    feats = []
+    feats, stats = [], []
     with torch.no_grad():
         for i, j in enumerate(pick):
             try:
-                f = dense(load_wav(rows[j]["path"]))
+                wav = load_wav(rows[j]["path"])
+                states = dense.hidden_states(wav) if args.voice_streams else [dense(wav)]
             except Exception as exc:  # a bad corpus clip should not stop the recipe
                 log(f"  skip {rows[j]['path']}: {exc}")
                 continue
+            f = states[-1]
             if args.feature_norm == "l2":
                 f = F.normalize(f, dim=-1)
             take = torch.from_numpy(rng.permutation(f.shape[0])[: args.frames_per_clip])
             feats.append(f[take])
+            if args.voice_streams:
+                stats.append(window_stats(states[args.voice_layer], args.voice_window)[0])
             if i % 500 == 0:
                 log(f"  features {i}/{len(pick)}")
     x = torch.cat(feats)
     log(f"k-means on {x.shape[0]} frames x {x.shape[1]} dims, k={args.units}")
-    c = kmeans(x, args.units, seed=args.seed)
-    save_file({"centroids": c.contiguous()}, str(path))
-    return c
+    out = {"centroids": kmeans(x, args.units, seed=args.seed).contiguous()}
+    if stats:
+        out["voice_stats"] = torch.cat(stats).contiguous()
+        log(f"voice quantizer: {out['voice_stats'].shape[0]} windows of block {args.voice_layer}")
+    return out
 
 
 def stage_units(args, rows, encoder: SpeechEncoder) -> dict[str, torch.Tensor]:
     path = args.work / "units.safetensors"
     if path.exists():
         return load_file(str(path))
-    ids, dur, pitch, offsets, heldout = [], [], [], [0], []
+    ids, dur, pitch, voice, offsets, heldout = [], [], [], [], [0], []
     rng = np.random.default_rng(args.seed + 1)
     if args.encode_hours:  # a seeded random subset of the corpus, when CPU time is short
         order = np.random.default_rng(args.seed + 2).permutation(len(rows))
@@ -189,6 +208,8 @@ def stage_units(args, rows, encoder: SpeechEncoder) -> dict[str, torch.Tensor]:
         ids.append(u.ids.to(torch.int16))
         dur.append(u.duration_buckets().to(torch.int8))
         pitch.append(u.pitch_buckets().to(torch.int8))
+        if u.voice is not None:
+            voice.append(u.voice.to(torch.int8))
         offsets.append(offsets[-1] + len(u))
         heldout.append(bool(rng.random() < args.heldout))
         if i % 1000 == 0:
@@ -198,40 +219,48 @@ def stage_units(args, rows, encoder: SpeechEncoder) -> dict[str, torch.Tensor]:
     out = {"ids": torch.cat(ids), "dur": torch.cat(dur), "pitch": torch.cat(pitch),
            "offsets": torch.tensor(offsets, dtype=torch.int64), "heldout": torch.tensor(heldout),
            "audio_seconds": torch.tensor([audio_s], dtype=torch.float64)}
+    if voice:
+        out["voice"] = torch.cat(voice)
     save_file(out, str(path))
     return out
 
 
-def utterances(data: dict[str, torch.Tensor], heldout: bool) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+Utterance = tuple[torch.Tensor, ...]  # ids, duration buckets, pitch buckets (N,) [, voice codes (N, S)]
+
+
+def utterances(data: dict[str, torch.Tensor], heldout: bool) -> list[Utterance]:
     off = data["offsets"].tolist()
+    streams = [data["ids"], data["dur"], data["pitch"]] + ([data["voice"]] if "voice" in data else [])
     return [
-        (data["ids"][a:b].long(), data["dur"][a:b].long(), data["pitch"][a:b].long())
+        tuple(t[a:b].long() for t in streams)
         for (a, b), h in zip(zip(off[:-1], off[1:]), data["heldout"].tolist())
         if h == heldout and b > a
     ]
 
 
-def make_batch(utts, idx, eos: int, max_len: int, rng: np.random.Generator):
-    """Utterances (+ end token) as a padded batch; long ones are cropped at a random start."""
-    xs, ds, ps = [], [], []
+def make_batch(utts: list[Utterance], idx, eos: int, max_len: int, rng: np.random.Generator):
+    """Utterances (+ end token) as a padded batch (ids, dur, pitch [, voice]), padding -100; long ones are cropped
+    at a random start."""
+    cols: list[list[torch.Tensor]] = [[] for _ in utts[0]]
     for i in idx:
-        u, d, p = utts[i]
-        u = torch.cat([u, torch.tensor([eos])])
-        d = torch.cat([d, torch.zeros(1, dtype=torch.long)])
-        p = torch.cat([p, torch.zeros(1, dtype=torch.long)])
-        if len(u) > max_len + 1:
-            s = int(rng.integers(0, len(u) - max_len))
-            u, d, p = u[s : s + max_len + 1], d[s : s + max_len + 1], p[s : s + max_len + 1]
-        xs.append(u), ds.append(d), ps.append(p)
-    pad = lambda ts, v: torch.nn.utils.rnn.pad_sequence(ts, batch_first=True, padding_value=v)  # noqa: E731
-    return pad(xs, -100), pad(ds, -100), pad(ps, -100)
+        u = utts[i]
+        ends = [torch.tensor([eos])] + [torch.zeros((1, *t.shape[1:]), dtype=torch.long) for t in u[1:]]
+        u = [torch.cat([t, e]) for t, e in zip(u, ends)]
+        if len(u[0]) > max_len + 1:
+            s = int(rng.integers(0, len(u[0]) - max_len))
+            u = [t[s : s + max_len + 1] for t in u]
+        for col, t in zip(cols, u):
+            col.append(t)
+    return tuple(torch.nn.utils.rnn.pad_sequence(col, batch_first=True, padding_value=-100) for col in cols)
 
 
-def lm_loss(lm: UnitLM, u, d, p, prosody_weight: float = 0.5, reduction: str = "mean"):
-    """(loss, next-unit CE): next unit + prosody_weight x (duration + pitch bucket) cross-entropy over the targets
-    that are not padding; ``reduction="sum"`` sums over them (the three streams share one padding mask)."""
-    inp = (u[:, :-1].clamp_min(0), d[:, :-1].clamp_min(0), p[:, :-1].clamp_min(0))
-    out = lm(*inp)
+def lm_loss(lm: UnitLM, u, d, p, v=None, prosody_weight: float = 0.5, voice_weight: float = 0.5,
+            reduction: str = "mean"):
+    """(loss, next-unit CE): next unit + prosody_weight x (duration + pitch bucket) + voice_weight x (mean over the
+    voice streams) cross-entropy over the targets that are not padding; ``reduction="sum"`` sums over them (the
+    streams share one padding mask)."""
+    inp = [u[:, :-1].clamp_min(0), d[:, :-1].clamp_min(0), p[:, :-1].clamp_min(0)]
+    out = lm(*inp, v[:, :-1].clamp_min(0) if v is not None else None)
 
     def ce(logits, target):
         return F.cross_entropy(logits.flatten(0, 1), target[:, 1:].flatten(), ignore_index=-100, reduction=reduction)
@@ -242,6 +271,12 @@ def lm_loss(lm: UnitLM, u, d, p, prosody_weight: float = 0.5, reduction: str = "
         loss = loss + prosody_weight * ce(out["duration"], d)
     if "pitch" in out:
         loss = loss + prosody_weight * ce(out["pitch"], p)
+    if "voice" in out and v is not None:  # (B, T, S * nb) log-probs -> (B, T * S, nb) against (B, T * S)
+        S = v.shape[-1]
+        logp = out["voice"].unflatten(-1, (S, -1)).flatten(1, 2)
+        tgt = v[:, 1:].flatten(1, 2)
+        vce = F.nll_loss(logp.flatten(0, 1), tgt.flatten(), ignore_index=-100, reduction=reduction)
+        loss = loss + voice_weight * (vce / S if reduction == "sum" else vce)  # per token: mean over streams
     return loss, unit
 
 
@@ -288,8 +323,7 @@ def stage_lm(args, data, lm_cfg: UnitLMConfig, rank: int = 0, world: int = 1,
             g["lr"] = max(lr, args.lr * 0.02)
         batch = make_batch(train, rng.integers(0, len(train), args.batch_size), lm_cfg.eos, args.max_len, rng)
         n_targets = int((batch[0][:, 1:] != -100).sum())  # of the global batch: every rank knows it
-        u, d, p = (t.to(device) for t in local_rows(batch, rank, world))
-        loss_sum, unit_sum = lm_loss(model, u, d, p, reduction="sum")
+        loss_sum, unit_sum = lm_loss(model, *(t.to(device) for t in local_rows(batch, rank, world)), reduction="sum")
         opt.zero_grad(set_to_none=True)
         # DDP averages gradients over the ranks: x world / n_targets makes that the global batch's mean loss
         (loss_sum * (world / n_targets)).backward()
@@ -335,7 +369,7 @@ def stage_eval(args, data, lm: UnitLM) -> dict:
     train, val = utterances(data, False), utterances(data, True)
     uni = torch.ones(V)
     bi = torch.ones(V, V)
-    for u, _, _ in train:
+    for u, *_ in train:
         seq = torch.cat([u, torch.tensor([lm.config.eos])])
         uni += torch.bincount(seq, minlength=V)
         bi.view(-1).index_add_(0, seq[:-1] * V + seq[1:], torch.ones(len(seq) - 1))
@@ -345,8 +379,9 @@ def stage_eval(args, data, lm: UnitLM) -> dict:
     n = 0
     rng = np.random.default_rng(0)
     for i in range(0, len(val), 32):
-        u, d, p = make_batch(val, range(i, min(i + 32, len(val))), lm.config.eos, lm.config.block_size - 1, rng)
-        _, ce = lm_loss(lm, u, d, p)
+        batch = make_batch(val, range(i, min(i + 32, len(val))), lm.config.eos, lm.config.block_size - 1, rng)
+        u = batch[0]
+        _, ce = lm_loss(lm, *batch)
         tgt = u[:, 1:]
         mask = tgt != -100
         k = int(mask.sum())
@@ -385,6 +420,10 @@ def main() -> None:
     ap.add_argument("--layer", type=int, default=4, help="Whisper blocks to run (features after this block)")
     ap.add_argument("--feature-norm", choices=["none", "l2"], default="none")
     ap.add_argument("--units", type=int, default=100)
+    ap.add_argument("--voice-streams", type=int, default=0, help="voice streams (0: none; v2: 16)")
+    ap.add_argument("--voice-buckets", type=int, default=8, help="codes per voice stream")
+    ap.add_argument("--voice-layer", type=int, default=1, help="encoder block whose frames the voice is taken from")
+    ap.add_argument("--voice-window", type=int, default=50, help="voice window, in frames (50 = 1 s)")
     ap.add_argument("--kmeans-clips", type=int, default=3000)
     ap.add_argument("--frames-per-clip", type=int, default=60)
     ap.add_argument("--exclude-datasets", nargs="*", default=["voxforge"],
@@ -433,7 +472,8 @@ def main() -> None:
 
 def lm_config(args) -> UnitLMConfig:
     return UnitLMConfig(vocab_size=args.units + 1, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                        block_size=args.block_size, n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS)
+                        block_size=args.block_size, n_duration=N_DURATION_BUCKETS, n_pitch=N_PITCH_BUCKETS,
+                        n_voice=args.voice_streams, voice_buckets=args.voice_buckets)
 
 
 def stages_kmeans_units(args):
@@ -447,16 +487,19 @@ def stages_kmeans_units(args):
         rows = rows[: args.limit]
     log(f"corpus: {len(rows)} clips")
     dense = load_dense(args)
-    centroids = stage_kmeans(args, rows, dense)
-    encoder = SpeechEncoder(dense, centroids, feature_norm=args.feature_norm).eval()
+    centroids, voice = stage_kmeans(args, rows, dense)
+    encoder = SpeechEncoder(dense, centroids, feature_norm=args.feature_norm, voice=voice).eval()
     # The encoder alone, so task units can be cached (train_prompts.py --encode-only) while the LM trains.
     save_file({f"dense.{k}": v.contiguous() for k, v in dense.state_dict().items()},
               str(args.work / "dense.safetensors"))
     quantizer = {"n_units": args.units, "feature_norm": args.feature_norm}
-    (args.work / "config-encoder.json").write_text(json.dumps({"dense": dense_config(args), "quantizer": quantizer},
-                                                              indent=2))
+    enc_config = {"dense": dense_config(args), "quantizer": quantizer}
+    if voice is not None:
+        enc_config["voice"] = voice.config()
+        save_file({n: getattr(voice, n).contiguous() for n in VOICE_TENSORS}, str(args.work / "voice.safetensors"))
+    (args.work / "config-encoder.json").write_text(json.dumps(enc_config, indent=2))
     data = None if args.stop_after == "kmeans" else stage_units(args, rows, encoder)
-    return dense, centroids, data
+    return dense, centroids, voice, data
 
 
 def run(args, rank: int, world: int, device: torch.device) -> None:
@@ -475,7 +518,7 @@ def run(args, rank: int, world: int, device: torch.device) -> None:
         return
     ok = False
     try:
-        dense, centroids, data = stages_kmeans_units(args)
+        dense, centroids, voice, data = stages_kmeans_units(args)
         ok = args.stop_after is None
     finally:  # the other ranks wait for this: go on to the LM, or stop (also when a stage failed here)
         if world > 1:
@@ -489,10 +532,13 @@ def run(args, rank: int, world: int, device: torch.device) -> None:
     lm = stage_lm(args, data, lm_cfg, rank, world, device)
     ppl = stage_eval(args, data, lm)
     layer = f"-L{args.layer}" if args.dense == "whisper" else ""
-    name = args.id or f"sp-{args.dense}{layer}-km{args.units}-ulm{args.n_layer}x{args.n_embd}"
+    streams = f"-v{args.voice_streams}x{args.voice_buckets}" if args.voice_streams else ""
+    name = args.id or f"sp-{args.dense}{layer}-km{args.units}{streams}-ulm{args.n_layer}x{args.n_embd}"
     config = {"id": name, "sample_rate": 16000, "dense": dense_config(args),
               "quantizer": {"n_units": args.units, "feature_norm": args.feature_norm}, "lm": lm_cfg.to_dict()}
-    bb = Backbone.build(config, centroids)
+    if voice is not None:
+        config["voice"] = voice.config()
+    bb = Backbone.build(config, centroids, voice=voice)
     bb.encoder.dense.load_state_dict(dense.state_dict())
     bb.lm.load_state_dict(lm.state_dict())
     bb.save(args.out, dense_dtype=bundle_dtype(args))

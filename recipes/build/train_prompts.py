@@ -373,16 +373,21 @@ def write_chart(all_results: dict, names: dict) -> None:
 
 
 def encode_only(args) -> None:
-    from app.backbone import encoder_fingerprint
+    from app.backbone import VOICE_TENSORS, encoder_fingerprint
     from app.encoder.dense import build_dense
-    from app.encoder.units import SpeechEncoder
+    from app.encoder.units import SpeechEncoder, VoiceQuantizer
 
     config = json.loads((args.encode_only / "config-encoder.json").read_text())
     dense = build_dense(config["dense"])
     dense.load_state_dict({k[len("dense."):]: v.float() for k, v in
                            load_file(str(args.encode_only / "dense.safetensors")).items()})
     centroids = load_file(str(args.encode_only / "centroids.safetensors"))["centroids"]
-    encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"]).eval()
+    voice = None
+    if "voice" in config:
+        t = load_file(str(args.encode_only / "voice.safetensors"))
+        voice = VoiceQuantizer(*(t[n] for n in VOICE_TENSORS), layer=config["voice"]["layer"],
+                               window=config["voice"]["window"])
+    encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"], voice=voice).eval()
     fp = encoder_fingerprint(config, encoder)
     for tid in args.tasks:
         task = TASKS[tid]

@@ -38,7 +38,9 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
     if path.exists():
         t = load_file(str(path))
         off = t["offsets"].tolist()
-        units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float())
+        voice = t.get("voice")
+        units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float(),
+                       voice=voice[a:b].long() if voice is not None else None)
                  for a, b in zip(off[:-1], off[1:])]
         if t["labels"].tolist() == labels:
             return units, labels, json.loads(path.with_suffix(".json").read_text())
@@ -53,10 +55,13 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
             log(f"    {task.id}/{split}: encoded {i}/{len(examples)}")
     off = np.cumsum([0] + [len(u) for u in units])
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"ids": torch.cat([u.ids for u in units]).to(torch.int16),
+    tensors = {"ids": torch.cat([u.ids for u in units]).to(torch.int16),
                "dur": torch.cat([u.durations for u in units]).to(torch.int16),
                "pitch": torch.cat([u.pitch for u in units]).float(),
-               "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}, str(path))
+               "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}
+    if units and units[0].voice is not None:
+        tensors["voice"] = torch.cat([u.voice for u in units]).to(torch.int8)
+    save_file(tensors, str(path))
     stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
              "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
     path.with_suffix(".json").write_text(json.dumps(stats))
