@@ -227,6 +227,7 @@ def test_the_cli_calls_train_task(monkeypatch, backbone_dir, labelled_dir, tmp_p
 
 def test_the_prompt_recipe_calls_train_task(monkeypatch, backbone, tmp_path):
     from recipes.build import train_prompts
+    from recipes.common.tasks import Example
 
     spy = Spy(monkeypatch, train_prompts)
     units = _units(backbone, 2)
@@ -239,10 +240,14 @@ def test_the_prompt_recipe_calls_train_task(monkeypatch, backbone, tmp_path):
         labels = list(KINDS)
         splits = ("train", "val", "test")
 
+        def examples(self, split):  # who speaks each test clip: the recipe measures the spread over speakers
+            return [Example("", KINDS[y], f"spk{i % 2}", "real") for i, y in enumerate(labels)]
+
     args = argparse.Namespace(max_train=0, max_val=0, seed=0, cache=tmp_path, epochs=2, lr=1e-2, batch_size=8,
                               patience=2, max_minutes=1.0, candidates=tmp_path / "cand")
     out = train_prompts.run_task(backbone, Task(), ["v2"], args)
     assert spy.calls == ["rt"] and out["v2"]["epochs_run"] >= 1
+    assert out["v2"]["test"]["spread"]["speakers"] == 2
 
 
 # ------------------------------------------------------------------------------------------------ background class

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from recipes.build.train_prompts import select_and_ship
 from recipes.common.results import shipped
 
@@ -100,3 +102,119 @@ def test_fold_scores_measure_a_family_against_the_real_clips():
     assert r["spoofs"] == 3 and r["real"] == 3
     assert abs(r["spoofs_passed_as_real"] - 1 / 3) < 1e-3 and abs(r["real_called_spoof"] - 1 / 3) < 1e-3
     assert abs(r["eer"] - 1 / 3) < 1e-3
+
+
+def _tone_task(tmp_path):
+    """A tiny real-file task: three tone kinds, two 'speakers' per split, six clips each (no synthesis)."""
+    from types import SimpleNamespace
+
+    import soundfile as sf
+
+    from recipes.common.tasks import SPLITS, Clip, Task
+
+    from .conftest import KINDS, SR, tone_clip
+
+    def plan(split):
+        clips = []
+        for spk in (0, 1):
+            for i in range(6):
+                kind = KINDS[i % 3]
+                path = tmp_path / "audio" / f"{split}-{spk}-{i}.wav"
+                if not path.exists():
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(path, tone_clip(kind, seed=100 * SPLITS.index(split) + 10 * spk + i), SR)
+                clips.append(Clip(kind, f"{split}:{spk}", "real", path=str(path)))
+        return clips
+
+    task = Task("tones", "Tones", "Three synthetic tones.", KINDS, plan)
+    args = SimpleNamespace(max_train=0, max_val=0, seed=0, cache=tmp_path / "cache")
+    return task, args
+
+
+def test_pooled_baseline_learns_a_tiny_task_and_caches_its_features(tmp_path, backbone):
+    from recipes.build.train_prompts import run_baseline
+    from recipes.common.results import split_examples
+
+    task, args = _tone_task(tmp_path)
+    ex = {"test": split_examples(task, "test")}
+    row = run_baseline("pooled", backbone, task, ex, args)
+    assert row["test"]["accuracy"] >= 0.8  # chance: 0.33
+    assert row["encoder_fingerprint"] == backbone.encoder_fingerprint and row["C"] in (0.01, 0.1, 1.0, 10.0)
+    dim = backbone.encoder.features(torch.zeros(16000)).shape[1]
+    assert row["trainable_params"] == 3 * 2 * dim + 3  # mean + std of each dense dimension, per class, + biases
+    spread = row["test"]["spread"]
+    assert spread["speakers"] == 2 and set(spread["per_speaker"]) == {"test:0", "test:1"}
+    cached = sorted(p.name for p in (args.cache / backbone.encoder_fingerprint).iterdir())
+    assert cached == ["tones_test_pooled.safetensors", "tones_train_pooled.safetensors", "tones_val_pooled.safetensors"]
+
+    class Deaf:  # the second run reads every feature from the cache: the encoder is never called
+        def features(self, wav):
+            raise AssertionError("encoder called despite the cache")
+
+    from types import SimpleNamespace
+    again = run_baseline("pooled", SimpleNamespace(encoder=Deaf(), encoder_fingerprint=backbone.encoder_fingerprint),
+                         task, ex, args)
+    assert again["test"]["accuracy"] == row["test"]["accuracy"]
+
+
+def _split_row(acc, interval=None, per=None, speakers=4, real=4, eer=None):
+    row = {"accuracy": acc, "macro_f1": acc,
+           "spread": {"metric": "accuracy", "speakers": speakers, "real_speakers": real,
+                      "synthetic_voices": speakers - real, "interval": interval, "per_speaker": per or {}}}
+    return row if eer is None else {**row, "eer": eer}
+
+
+def _task_results(v2_test, pooled_test, metric="accuracy"):
+    data = {s: {"clips": n} for s, n in (("train", 100), ("val", 20), ("test", 40))}
+    v2 = {"test": v2_test, "val_accuracy": 0.9, "trainable_params": 6000, "train_seconds": 10.0,
+          "verbalizer_reads": ["units"], "fingerprint": "fp"}
+    return {"labels": ["a", "b"], "metric": metric, "data": data, "shipped": "v2_mean", "v2_mean": v2,
+            "pooled": {"test": pooled_test, "trainable_params": 300}}
+
+
+def test_report_shows_intervals_speakers_and_flags_tasks_far_under_the_pooled_baseline(tmp_path, monkeypatch,
+                                                                                        capsys):
+    from types import SimpleNamespace
+
+    from recipes.build import train_prompts
+
+    monkeypatch.setattr(train_prompts, "FAMILIES_FILE", tmp_path / "none.json")
+    monkeypatch.setattr(train_prompts, "GAP_NOTES", {})
+    results = {
+        "digits": _task_results(_split_row(0.9, [0.85, 0.95], {"x": 0.8, "y": 1.0}), _split_row(0.93)),
+        "gender": _task_results(_split_row(0.7, [0.6, 0.8]), _split_row(0.9, [0.8, 1.0])),
+        "speaker": _task_results(_split_row(0.8, speakers=1, real=1), _split_row(0.8, speakers=1, real=1)),
+        "intent": _task_results(_split_row(0.6, [0.5, 0.7], real=0), _split_row(0.6, real=0)),
+        "fake": _task_results(_split_row(0.7, [0.2, 0.4], eer=0.3), _split_row(0.9, eer=0.1), metric="eer"),
+    }
+    bb = SimpleNamespace(id="tiny", fingerprint="fp", lm=SimpleNamespace(num_params=lambda: 1000))
+    text = "\n".join(train_prompts.report_lines(results, bb))
+    assert "encoder pooled + LR" in text and "v2, verbalizer on the mean over the clip" in text
+    assert "| digits | 2 | 0.900 [0.850, 0.950] | 4 | 0.800-1.000 (2) | -3.0 |" in text  # within 5 points
+    assert "| gender | 2 | 0.700 [0.600, 0.800] | 4 |  | -20.0 **flagged** |" in text
+    assert "| speaker | 2 | 0.800 | 1: a single test speaker, no speaker spread |" in text
+    assert "| intent | 2 | 0.600 [0.500, 0.700] | 4 synthetic voices only |" in text
+    assert "| fake | 2 | 0.300 [0.200, 0.400] | 4 |  | -20.0 **flagged** |" in text  # EER: lower is better
+    assert "- **gender** (20.0 points under encoder pooled + LR): nothing noted yet" in text
+    assert "| gender | " in text and "0.900 [0.800-1.000] (300)" in text  # the baselines table's pooled cell
+    out = capsys.readouterr().out
+    assert "WARNING: gender" in out and "WARNING: fake" in out and "WARNING: digits" not in out
+    monkeypatch.setattr(train_prompts, "GAP_NOTES", {"gender": "tried v2_units and longer prompts: no better",
+                                                     "fake": "tried the mean read-out"})
+    text = "\n".join(train_prompts.report_lines(results, bb))
+    assert "- **gender** (20.0 points under encoder pooled + LR): tried v2_units and longer prompts" in text
+    assert "WARNING" not in capsys.readouterr().out
+
+
+def test_fake_families_reruns_the_shipped_variant_v2_mean_included(tmp_path):
+    from recipes.build.fake_families import shipped_variant
+    from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE
+
+    assert "v2_mean" in SHIPPABLE and PROMPT_VARIANTS["v2_mean"].read_at == "mean"
+    assert shipped_variant(tmp_path) == "v2_units"  # nothing shipped
+    for verbalizer, variant in (({"kind": "learnable", "reads": ["units"]}, "v2_units"),
+                                ({"kind": "learnable", "reads": ["units", "duration", "pitch"]}, "v2"),
+                                ({"kind": "learnable", "reads": ["units", "duration", "pitch"], "read_at": "mean"},
+                                 "v2_mean")):
+        (tmp_path / "task.json").write_text(json.dumps({"verbalizer": verbalizer}))
+        assert shipped_variant(tmp_path) == variant

@@ -42,6 +42,18 @@ def fold_scores(p_spoof: list[float], real: list[int], spoofs: list[int]) -> dic
             "real_called_spoof": round(float(np.mean([p_spoof[i] >= 0.5 for i in real])), 4)}
 
 
+def shipped_variant(folder: Path) -> str:
+    """The train_prompts variant of the prompt shipped in ``folder`` (told apart by what its verbalizer reads and
+    where); v2_units when none is shipped."""
+    path = folder / "task.json"
+    if not path.is_file():
+        return "v2_units"
+    verb = json.loads(path.read_text())["verbalizer"]
+    if verb.get("read_at", "separator") == "mean":
+        return "v2_mean"
+    return "v2" if len(verb.get("reads", ["units"])) > 1 else "v2_units"
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="*", default=list(FAKE_FAMILIES), choices=list(FAKE_FAMILIES),
@@ -66,10 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     task = TASKS["fake"]
     bb = Backbone.load()
     shipped_dir = args.prompts / "fake"
-    reads = []
-    if (shipped_dir / "task.json").is_file():
-        reads = json.loads((shipped_dir / "task.json").read_text())["verbalizer"].get("reads", ["units"])
-    variant = args.variant or ("v2" if len(reads) > 1 else "v2_units")
+    variant = args.variant or shipped_variant(shipped_dir)
     data = {}
     for split in ("train", "val", "test"):  # train and val uncapped here: each fold caps after leaving a family out
         units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, 0, args.seed)

@@ -18,7 +18,7 @@ from .paths import DOCS
 from .tasks import FAKE_FAMILIES, TASKS
 
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
-VARIANTS = ("v2", "v2_units", "shallow", "freq", "finetune", "mfcc")
+VARIANTS = ("v2", "v2_units", "v2_mean", "shallow", "freq", "finetune", "pooled", "mfcc")
 RESULTS_DIR = DOCS / "results"
 #: The ``fake`` task's leave-one-family-out run (recipes.build.fake_families).
 FAMILIES_FILE = RESULTS_DIR / "families" / "fake.json"
@@ -66,6 +66,28 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
              "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
     path.with_suffix(".json").write_text(json.dumps(stats))
     return units, labels, stats
+
+
+def pooled_features(encoder, fingerprint: str, task, split: str, cache: Path, cap: int = 0,
+                    seed: int = 0) -> tuple[np.ndarray, list[int]]:
+    """Per clip, the mean and standard deviation over time of the encoder's dense frames (what its k-means
+    quantizes), audio prepared as for units; cached under the encoder's fingerprint like the units."""
+    examples = split_examples(task, split, cap, seed)
+    labels = [task.labels.index(e.label) for e in examples]
+    path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}_pooled.safetensors"
+    if path.exists():
+        t = load_file(str(path))
+        if t["labels"].tolist() == labels:
+            return t["features"].numpy(), labels
+    feats = []
+    for e in examples:
+        with torch.no_grad():
+            f = encoder.features(prepare(e.audio).wav).float()
+        feats.append(torch.cat([f.mean(0), f.std(0, unbiased=False)]))
+    features = torch.stack(feats)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"features": features.contiguous(), "labels": torch.tensor(labels)}, str(path))
+    return features.numpy(), labels
 
 
 def split_examples(task, split: str, cap: int = 0, seed: int = 0) -> list:
@@ -126,12 +148,17 @@ def shipped(r: dict) -> dict | None:
 
 
 def load_results(bb: Backbone) -> dict:
-    """Per-task results, keeping only rows measured on this backbone (the MFCC baseline needs none)."""
+    """Per-task results, keeping only rows measured on this backbone (the MFCC baseline needs none; the pooled
+    encoder baseline only this backbone's encoder)."""
     out = {}
     for path in sorted(RESULTS_DIR.glob("*.json")):
         r = json.loads(path.read_text())
         for k in list(VARIANTS):
-            if k in r and k != "mfcc" and r[k].get("fingerprint") != bb.fingerprint:
+            if k not in r or k == "mfcc":
+                continue
+            key, fp = ("encoder_fingerprint", bb.encoder_fingerprint) if k == "pooled" else ("fingerprint",
+                                                                                          bb.fingerprint)
+            if r[k].get(key) != fp:
                 del r[k]
         out[path.stem] = r
     order = list(TASKS)
