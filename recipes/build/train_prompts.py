@@ -3,8 +3,8 @@
     python -m recipes.build.train_prompts                       # every task, the default variants
     python -m recipes.build.train_prompts --tasks digits gender --variants v2 mfcc
 
-Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, shallow, freq, finetune, pooled, mfcc (default:
-DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one with the best
+Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, v2_mean_novoice, shallow, freq, finetune, pooled,
+mfcc (default: DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one with the best
 validation accuracy is shipped to prompts/<task>/; results, each test figure with its speaker spread, accumulate in
 docs/results/<task>.json and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped task.json
 gets its task card (--cards-only writes just the cards, into the prompts already shipped: no training). Details:
@@ -36,12 +36,17 @@ from recipes.common.results import (FAMILIES_FILE, RESULTS_DIR, VARIANTS, encode
 from recipes.common.spread import MIN_CLIPS, RESAMPLES, spread
 from recipes.common.tasks import FAKE_FAMILIES, REAL_LANGUAGE_COPIES, TASKS
 
-SHIPPABLE = ("v2", "v2_units", "v2_mean")  # prompt-tuning variants a shipped prompt is chosen from (validation)
+#: prompt-tuning variants a shipped prompt is chosen from (validation)
+SHIPPABLE = ("v2", "v2_units", "v2_mean", "v2_mean_novoice")
 PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt in front of it
+    # the verbalizer reads every output stream of the LM: units, duration, pitch (and voice codes on backbone v2)
     "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True),
-    "v2_units": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=False),
+    "v2_units": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=False, voice=False),
     "v2_mean": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True, read_at="mean"),
-    "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable", prosody=False),
+    # all streams but the voice codes (a task whose few training voices would teach it the voice, e.g. language)
+    "v2_mean_novoice": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True, voice=False,
+                                    read_at="mean"),
+    "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable", prosody=False, voice=False),
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
 #: The prompt library's accuracy targets: task -> (evaluation split, minimum accuracy of the shipped prompt).
@@ -59,8 +64,9 @@ MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder
 #: ...and RESULTS.md says what was tried for it: task -> one line, filled in by whoever runs this recipe.
 GAP_NOTES: dict[str, str] = {}
 #: Column names of RESULTS.md, one per variant.
-NAMES = {"v2": "v2, verbalizer on units + prosody", "v2_units": "v2, verbalizer on units",
-         "v2_mean": "v2, verbalizer on the mean over the clip", "shallow": "input prompt only",
+NAMES = {"v2": "v2, verbalizer on all streams", "v2_units": "v2, verbalizer on units",
+         "v2_mean": "v2, verbalizer on the mean over the clip",
+         "v2_mean_novoice": "v2, mean over the clip, no voice codes", "shallow": "input prompt only",
          "freq": "deep + freq verbalizer", "finetune": "full fine-tuning", "pooled": "encoder pooled + LR",
          "mfcc": "MFCC + LR"}
 
