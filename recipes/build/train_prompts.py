@@ -82,6 +82,10 @@ def scores(task, probs: torch.Tensor, y: list[int], examples: list, seed: int = 
     (recipes.common.spread: per speaker, speaker bootstrap interval, real speakers only)."""
     pred = probs.argmax(1).tolist()
     out = {"accuracy": round(accuracy(y, pred), 4), "macro_f1": round(macro_f1(y, pred, len(task.labels)), 4)}
+    # how the answers spread over the labels: a prompt that collapses onto one label shows here (issue #13: no
+    # language label may take more than 35 % of the answers on real voices)
+    shares = np.bincount(pred, minlength=len(task.labels)) / max(len(pred), 1)
+    out["max_answer_share"] = {"label": task.labels[int(shares.argmax())], "share": round(float(shares.max()), 4)}
     correct = [p == t for p, t in zip(pred, y)]
     who = ([e.speaker for e in examples], [e.source for e in examples])
     if task.metric == "eer":
