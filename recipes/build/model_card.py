@@ -36,6 +36,7 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
                                        f"--voice-layer {voice['layer']} --voice-window {voice['window']}")
     hours = float(args.get("encode_hours") or 0)
     subset = f"a random {hours:g} h subset of the corpus" if hours else "the whole corpus"
+    voice_intro = f", {voice['n_streams']} voice streams" if voice else ""
     voice_loss = " + 0.5 x (mean voice-code cross-entropy)" if voice else ""
     timbre = ("The voice streams keep the voice's timbre coarsely (16 directions x 8 buckets per ~1 s window): "
               "enough for gender, a start for emotion; the dense frames still hold more (docs/BACKBONE_V2.md)."
@@ -45,8 +46,8 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
     return f"""# Model card: `{bb.id}`
 
 The embedded default backbone of this project: a frozen speech encoder (Whisper tiny.en's first
-{dense['n_layer']} encoder blocks, k-means with {d['n_units']} units) and a compact prosody-aware unit language model
-trained here, on CPU, by `recipes/build/backbone.py`. Fingerprint `{bb.fingerprint}`: prompts record it and only load
+{dense['n_layer']} encoder blocks, k-means with {d['n_units']} units{voice_intro}) and a compact prosody-aware unit
+language model trained here, on CPU, by `recipes/build/backbone.py`. Fingerprint `{bb.fingerprint}`: prompts record it and only load
 on this backbone.
 
 ## Parts and sizes
@@ -54,7 +55,7 @@ on this backbone.
 | part | what | parameters | stored as |
 |---|---|---|---|
 | dense encoder | Whisper tiny.en audio encoder, log-mel front end + conv stem + {dense['n_layer']} of its 4 blocks, \
-50 Hz | {d['encoder_params'] - d['n_units'] * 384 - n_voice_params:,} | float16 |
+50 Hz | {d['encoder_params'] - d['n_units'] * 384:,} | float16 |
 | quantizer | k-means, {d['n_units']} centroids of 384-dim features (Euclidean) | {d['n_units'] * 384:,} | float32 |
 {voice_row}| unit LM | decoder-only transformer, {d['layers']} layers, width {d['width']}, {d['heads']} heads, context \
 {d['block_size']}; {lm_streams} embeddings; predicts next unit, {lm_predicts} (pGSLM-style) \
