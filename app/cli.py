@@ -143,6 +143,19 @@ def cmd_info(args) -> int:
     return 0
 
 
+def predict_record(file: str, task: str, a) -> dict:
+    """``predict --json``'s object for one file: the answer, the units with their durations (frames) and, on a
+    backbone with voice streams, ``voice``: each unit's voice codes (one list per unit, one code per stream,
+    0-based buckets)."""
+    pred = a.predictions[0]
+    obj = {"file": file, "task": task, "label": pred.label, "probs": pred.probs_dict(),
+           "units": a.units.ids.tolist(), "durations": a.units.durations.tolist()}
+    if a.units.voice is not None:
+        obj["voice"] = a.units.voice.tolist()
+    obj["notices"] = a.notices
+    return obj
+
+
 def cmd_predict(args) -> int:
     engine = Engine.load(args.backbone, args.prompts)
     engine.get(args.task)
@@ -155,12 +168,13 @@ def cmd_predict(args) -> int:
             print(f"error: {f}: {exc}", file=sys.stderr)
             continue
         pred = a.predictions[0]
-        obj = {"file": f, "task": args.task, "label": pred.label, "probs": pred.probs_dict(),
-               "units": a.units.ids.tolist(), "durations": a.units.durations.tolist(), "notices": a.notices}
+        obj = predict_record(f, args.task, a)
         top = sorted(obj["probs"].items(), key=lambda kv: -kv[1])[:3]
         notes = "".join(f"\n  note: {n}" for n in a.notices)
         _emit(args, obj, f"{f}: {pred.label}  ({', '.join(f'{k} {v:.2f}' for k, v in top)}; "
-                         f"{len(a.units)} units){notes}")
+                         f"{len(a.units)} units"
+                         + (f", {a.units.voice.shape[1]} voice codes each" if a.units.voice is not None else "")
+                         + f"){notes}")
     return 1 if failures else 0
 
 

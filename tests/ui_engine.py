@@ -35,6 +35,22 @@ def ui_engine() -> Engine:
     return engine
 
 
+@functools.lru_cache(maxsize=1)
+def voice_engine() -> Engine:
+    """A tiny backbone with voice streams (4 streams of 8 codes) + a learnable prompt that reads them."""
+    from .conftest import tiny_voice_backbone
+
+    bb = tiny_voice_backbone(seed=0)
+    engine = Engine(bb)
+    data = [(bb.encoder(torch.from_numpy(tone_clip(k, seed=i, seconds=1.5))), c) for c, k in enumerate(KINDS)
+            for i in range(4)]
+    info = TaskInfo(id="tones", labels=list(KINDS), title="Tone shape (voice)", metrics={"test_accuracy": 0.9})
+    prompt = new_prompt(bb.lm, info, PromptConfig(), [u for u, _ in data], seed=0)
+    train_prompt(bb.lm, prompt, data, None, TrainConfig(epochs=10, lr=2e-2, batch_size=8, target_train_acc=1.0))
+    engine.add(prompt)
+    return engine
+
+
 def write_tone(path: Path, kind: str = "chirp", seed: int = 7, sr: int = SR) -> Path:
     sf.write(path, tone_clip(kind, seed=seed, sr=sr), sr)
     return path

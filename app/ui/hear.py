@@ -2,9 +2,9 @@
 
 The unit strip carries the analysed clip (the trimmed, level-normalised 16 kHz audio the encoder read) as a small
 WAV data URI, and each token its start and end in seconds; :data:`HEAR_JS` (added to the page's head) plays that
-stretch on a click or a tap, from the strip, from a segment of the signal figure, or from a bar of the verbalizer
-or steering figure that names a unit heard in the clip (:func:`name_units` renames ``unit 47`` to
-``unit 47 ▶ 0.32 s``: where in the clip it sounds).
+stretch on a click or a tap, from the strip, from a segment (or a voice-map cell) of the signal figure, or from a
+bar of the verbalizer or steering figure that names a unit heard in the clip (:func:`name_units` renames
+``unit 47`` to ``unit 47 ▶ 0.32 s``: where in the clip it sounds).
 """
 from __future__ import annotations
 
@@ -47,22 +47,39 @@ def first_occurrence(units: Units) -> dict[int, tuple[float, float]]:
     return out
 
 
-def unit_strip_html(audio: Audio, units: Units) -> str:
+def voice_caption(units: Units, buckets: int = 8, window_s: float = 1.0) -> str:
+    """One line under the figure saying what its voice map is ('' without voice streams); ``window_s``: the voice
+    quantizer's window in seconds."""
+    if units.voice is None:
+        return ""
+    n = int(units.voice.shape[1])
+    return (f'<div class="unit-caption voice-caption"><b>Voice map</b> (the band under the units): {n} codes per '
+            f"unit for the timbre of the voice over ~{round(window_s, 1):g} s, {buckets} levels each (dark = low, bright = high). The LM "
+            "reads them beside the units; tap a cell to hear its stretch.</div>")
+
+
+def unit_strip_html(audio: Audio, units: Units, voice_buckets: int = 8, voice_window_s: float = 1.0) -> str:
     """The collapsed unit sequence as coloured tokens, each a button that plays its stretch of the clip; hovering
-    one shows its id, start, duration and pitch."""
+    one shows its id, start, duration and pitch (and its voice codes, 1..``voice_buckets``, with voice streams,
+    under :func:`voice_caption`)."""
     toks = []
     fr = units.frame_rate
-    for u, s, d, p in zip(units.ids.tolist(), units.starts.tolist(), units.durations.tolist(), units.pitch.tolist()):
+    voice = units.voice.tolist() if units.voice is not None else [None] * len(units)
+    for u, s, d, p, v in zip(units.ids.tolist(), units.starts.tolist(), units.durations.tolist(),
+                             units.pitch.tolist(), voice):
         tip = f"unit {u} · starts {s / fr:.2f} s · {d / fr * 1000:.0f} ms · " + (f"{p:.0f} Hz" if p > 0 else "unvoiced")
+        if v is not None:
+            tip += f" · voice {' '.join(str(c + 1) for c in v)} (of {voice_buckets})"
         toks.append(f'<span class="unit-tok" role="button" tabindex="0" data-unit="{u}" data-start="{s / fr:.3f}" '
                     f'data-end="{(s + d) / fr:.3f}" style="background:{unit_color(u)}" '
                     f'title="{html.escape(tip)} · click to hear it">{u}</span>')
     frames = int(units.durations.sum())
     head = (f'<div class="unit-caption">{len(toks)} units after collapsing {frames} frames ({fr:.0f} per second). '
             'Click or tap a unit to hear its stretch of the clip (also a segment in the figure above, or a '
-            '<i>unit N ▶</i> bar below); hover for its timing and pitch.</div>')
+            '<i>unit N ▶</i> bar below); hover for its timing and pitch'
+            + (" and voice codes" if units.voice is not None else "") + '.</div>')
     src = wav_data_uri(audio.wav, audio.sample_rate)
-    return (f'<div class="unit-strip hear-strip" data-src="{src}">{head}'
+    return (f'<div class="unit-strip hear-strip" data-src="{src}">{voice_caption(units, voice_buckets, voice_window_s)}{head}'
             f'<div class="unit-tokens">{"".join(toks)}</div></div>')
 
 

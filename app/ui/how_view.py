@@ -20,17 +20,21 @@ def pipeline_html(engine: Engine) -> str:
     """The data flow as boxes and arrows, with this backbone's sizes."""
     d = engine.backbone.describe()
     fps = engine.backbone.sample_rate / engine.backbone.encoder.hop
+    vs = voice_streams(engine)
     arrow = '<div class="how-arrow">→</div>'
     boxes = [
         _box("1 · Audio", f"mono, {d['sample_rate'] // 1000} kHz, trimmed and levelled"),
         _box("2 · Units", f"{html.escape(str(d['dense_model']))} features, {fps:.0f} frames/s → nearest of "
                           f"{d['n_units']} k-means centroids (typical sounds found once by grouping many "
                           "frames of speech; each frame becomes the number of the closest); repeats collapsed, "
-                          "each unit keeps its duration and pitch"),
+                          "each unit keeps its duration and pitch"
+                          + (f", and {vs['streams']} voice codes (the timbre of the voice over "
+                             f"~{vs['seconds']:g} s)" if vs else "")),
         _box("3 · Frozen unit LM", f"{d['layers']} layers × {d['width']} wide, {d['heads']} heads, "
                                    f"{d['lm_params']:,} parameters that never change", "frozen"),
         _box("4 · Verbalizer", f"next-token output ({d['vocab_size']} units"
                                + (", duration and pitch buckets" if engine.backbone.lm.config.n_pitch else "")
+                               + (f", {vs['streams']} voice codes" if vs else "")
                                + ") → class scores", "trained"),
         _box("5 · Answer", "class probabilities"),
     ]
@@ -44,10 +48,22 @@ def pipeline_html(engine: Engine) -> str:
             f'<div class="seq-row">{tokens}</div>'
             '<div class="how-legend"><span class="seq-tok seq-prompt">P</span> trainable input prompt · '
             '<span class="seq-tok" style="background:#4e79a7">12</span> the clip\'s units (with duration and pitch '
-            'embeddings) · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
+            + (f"embeddings, and those of its {vs['streams']} voice codes, summed into one vector per unit"
+               if vs else "embeddings") + ') · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
             'trainable key/value prefixes (the deep prompt): in attention each position looks things up by '
             '<i>keys</i> and reads their <i>values</i>; the prefixes add P learned entries to every layer\'s '
             'lookup, like invisible tokens before the clip.</div></div>')
+
+
+def voice_streams(engine: Engine) -> dict | None:
+    """The backbone's voice streams: ``{"streams", "buckets", "layer", "window" (frames), "seconds"}``, or None for
+    a backbone without them (v1)."""
+    voice = engine.backbone.encoder.voice
+    if voice is None or not engine.backbone.lm.config.n_voice:
+        return None
+    fps = engine.backbone.sample_rate / engine.backbone.encoder.hop
+    return {"streams": voice.n_streams, "buckets": voice.n_buckets, "layer": voice.layer, "window": voice.window,
+            "seconds": round(voice.window / fps, 1)}
 
 
 def example_prompt(engine: Engine, n_classes: int = 3) -> TaskPrompt:
@@ -75,6 +91,7 @@ def how_markdown(engine: Engine) -> str:
     n_in = p.verbalizer.in_features if p.verbalizer is not None else 0
     total = p.num_trainable()
     reads = " + ".join(f"{n} {s}" for s, n in zip(p.reads, _stream_counts(engine, p)))
+    vs = voice_streams(engine)
     lines = [
         "### One frozen model, many tiny prompts",
         "SpeechPrompt v2 (Chang et al., 2023) reuses **one** speech language model for many classification tasks. "
@@ -90,8 +107,13 @@ def how_markdown(engine: Engine) -> str:
         "- **Key/value prefixes (deep prompt):** inside each layer, every position decides what to look at by "
         "comparing its query with the *keys* of the others and then reads their *values*. The prompt adds P "
         "learned keys and values to every layer, so every position can also look at the prompt.\n"
-        "- **Verbalizer:** turns the LM's guess about the next unit (and its duration and pitch) into class "
-        "scores.\n"
+        + (f"- **Voice codes:** units keep *what* is said and drop *who* says it. So that the LM also hears the "
+           f"voice, every ~{vs['seconds']:g} s of audio is summed up by {vs['streams']} small numbers, the *voice "
+           f"codes*: how the encoder's features vary over that stretch, along the {vs['streams']} directions in "
+           f"which voices differ most, each cut into {vs['buckets']} buckets (low..high). Each unit carries the "
+           "codes of its stretch, like its duration and pitch (the *voice map* in *Try a task*).\n" if vs else "")
+        + "- **Verbalizer:** turns the LM's guess about the next unit (and its duration and pitch"
+        + (", and its voice codes" if vs else "") + ") into class scores.\n"
         "- **Frozen:** not changed by training; only the prompt learns.",
         "### The numbers for this backbone",
         f"- Backbone `{html.escape(str(d['id']))}` (fingerprint `{d['fingerprint']}`): "
@@ -100,7 +122,14 @@ def how_markdown(engine: Engine) -> str:
         f"- Units: {d['n_units']} discrete units + 1 end token = vocabulary of {V}; "
         f"{d['prosody_streams']['duration_buckets']} duration buckets and {d['prosody_streams']['pitch_buckets']} "
         "pitch buckets ride along with every unit (prosody streams).\n"
-        f"- A {K}-class prompt as *Train a prompt* makes it by default (length P = {P}, deep, "
+        + (f"- Voice streams: {vs['streams']} streams of {vs['buckets']} codes, from the mean and spread of encoder "
+           f"block {vs['layer']}'s features over windows of {vs['window']} frames (~{vs['seconds']:g} s). What the "
+           f"LM reads at each position: 1 unit + 1 duration + 1 pitch + {vs['streams']} voice codes = "
+           f"{3 + vs['streams']} embeddings summed into one vector; what it predicts next: {V} units, "
+           f"{d['prosody_streams']['duration_buckets']} duration and {d['prosody_streams']['pitch_buckets']} pitch "
+           f"buckets and {vs['streams']}×{vs['buckets']} = {vs['streams'] * vs['buckets']} voice-code "
+           "probabilities.\n" if vs else "")
+        + f"- A {K}-class prompt as *Train a prompt* makes it by default (length P = {P}, deep, "
         f"{p.config.verbalizer} verbalizer): input prompt P×C = {inp:,} + deep prompt "
         f"L×2×P×C = {L}×2×{P}×{C} = {deep:,} + separator C = {sep:,} + verbalizer "
         f"({reads} = {n_in} inputs)×K + K = {verb:,} "
@@ -131,7 +160,9 @@ def how_markdown(engine: Engine) -> str:
         "*random*); v2 learns a linear map from the whole next-unit distribution, which the paper "
         "found works better, above all for tasks with many classes. Here the LM also predicts the next unit's "
         "duration and pitch bucket (as pGSLM does), and a learnable verbalizer may read those too, which "
-        "speaks to prosody tasks. Try the verbalizers in *Train a prompt*.",
+        "speaks to prosody tasks"
+        + (" (and the next voice codes, which speak to who is talking)" if vs else "")
+        + ". Try the verbalizers in *Train a prompt*.",
     ]
     return "\n\n".join(lines)
 

@@ -40,9 +40,11 @@ def unit_label(unit: int, vocab_size: int) -> str:
     return "end" if unit == vocab_size - 1 else str(unit)
 
 
-def stream_feature_label(stream: str, i: int, vocab_size: int) -> str:
+def stream_feature_label(stream: str, i: int, vocab_size: int, voice_buckets: int = 8) -> str:
     """A verbalizer input, short enough for an axis: ``unit 17``, ``dur 5-6 fr`` (the next unit's duration in
-    frames), ``pitch 120-141 Hz`` (its pitch bucket), ``unvoiced``."""
+    frames), ``pitch 120-141 Hz`` (its pitch bucket), ``unvoiced``, ``voice 3: 6/8`` (voice stream 3, bucket 6 of
+    ``voice_buckets``; input ``i`` of the voice stream is stream ``i // voice_buckets``, bucket ``i % voice_buckets``,
+    both counted from 1 on screen)."""
     if stream == "units":
         return f"unit {unit_label(i, vocab_size)}"
     if stream == "duration":
@@ -56,7 +58,19 @@ def stream_feature_label(stream: str, i: int, vocab_size: int) -> str:
             return "unvoiced"
         edges = [60.0] + list(PITCH_EDGES_HZ) + [500.0]
         return f"pitch {edges[i - 1]:.0f}-{edges[i]:.0f} Hz"
+    if stream == "voice":
+        return voice_code_label(i // voice_buckets, i % voice_buckets, voice_buckets)
     return f"{stream} {i}"
+
+
+def voice_code_label(stream: int, code: int, buckets: int = 8) -> str:
+    """Voice stream ``stream`` (0-based) at code ``code`` (0-based) as the app words it: ``voice 4: 7/8``."""
+    return f"voice {stream + 1}: {code + 1}/{buckets}"
+
+
+def voice_legend(buckets: int = 8) -> str:
+    """What a voice code label means, in one line (the verbalizer figure's legend)."""
+    return f"“voice k: b/{buckets}” = timbre direction k, bucket b of {buckets} (low..high)"
 
 
 # ---------------------------------------------------------------- what the model heard
@@ -78,11 +92,62 @@ def spectrogram(wav: torch.Tensor, sr: int = 16_000, hop: int = 320, max_hz: flo
     return db, times, freqs[keep]
 
 
-def signal_figure(audio: Audio, units: Units) -> go.Figure:
-    """Waveform, spectrogram with the pitch curve, and the unit sequence as coloured segments on one time axis."""
+VOICE_COLORS = ["#0d0887", "#46039f", "#7201a8", "#9c179e", "#bd3786", "#d8576b", "#ed7953", "#fdb42f"]  # plasma
+
+
+def voice_runs(units: Units) -> list[tuple[float, float, list[int]]]:
+    """The clip's voice codes as runs of units that share them (about one per ~1 s window): ``(start s, end s,
+    codes)``, codes 0-based, one per stream. Empty without voice streams."""
+    if units.voice is None or len(units) == 0:
+        return []
+    fr = units.frame_rate
+    starts, durs, codes = units.starts.tolist(), units.durations.tolist(), units.voice.tolist()
+    runs: list[tuple[float, float, list[int]]] = []
+    for s, d, c in zip(starts, durs, codes):
+        if runs and runs[-1][2] == c:
+            runs[-1] = (runs[-1][0], (s + d) / fr, c)
+        else:
+            runs.append((s / fr, (s + d) / fr, c))
+    return runs
+
+
+def voice_colorscale(buckets: int) -> list[list]:
+    """``buckets`` flat colour bands (low..high) for z in 1..buckets with zmin 0.5, zmax buckets + 0.5."""
+    cols = [VOICE_COLORS[round(i * (len(VOICE_COLORS) - 1) / max(buckets - 1, 1))] for i in range(buckets)]
+    return [[edge, c] for i, c in enumerate(cols) for edge in (i / buckets, (i + 1) / buckets)]
+
+
+def voice_heatmap(units: Units, buckets: int = 8) -> go.Heatmap | None:
+    """The voice codes the LM reads beside the units, as a small heatmap: one row per voice stream (1 at the top),
+    one column per run of units sharing their codes, ``buckets`` colour levels (dark = low, bright = high). A cell's
+    customdata is ``[bucket, start s, length ms, stream]``: a click plays its stretch (hear.py). None without voice
+    streams."""
+    runs = voice_runs(units)
+    if not runs:
+        return None
+    n = len(runs[0][2])
+    z = [[c[k] + 1 for _, _, c in runs] for k in range(n)]
+    custom = [[[c[k] + 1, round(a, 3), round((b - a) * 1000), k + 1] for a, b, c in runs] for k in range(n)]
+    return go.Heatmap(
+        z=z, x=[a for a, _, _ in runs] + [runs[-1][1]], y=list(range(1, n + 1)), customdata=custom,
+        colorscale=voice_colorscale(buckets), zmin=0.5, zmax=buckets + 0.5, showscale=False, xgap=1, name="voice",
+        hovertemplate=(f"voice stream %{{customdata[3]}}: bucket %{{customdata[0]}} of {buckets}<br>"
+                       "%{customdata[1]:.2f} s, %{customdata[2]} ms<extra></extra>"))
+
+
+def signal_figure(audio: Audio, units: Units, voice_buckets: int = 8) -> go.Figure:
+    """Waveform, spectrogram with the pitch curve, and the unit sequence as coloured segments on one time axis; with
+    voice streams, the units' voice codes as a heatmap under them (:func:`voice_heatmap`)."""
     wav, sr = audio.wav, audio.sample_rate
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.2, 0.55, 0.25],
-                        specs=[[{}], [{"secondary_y": True}], [{}]])
+    voice = voice_heatmap(units, voice_buckets)
+    rows, heights, height = 3, [0.2, 0.55, 0.25], 430
+    area = height - 56 - 40  # the plotting area between the title and the axis title (_layout's margins)
+    if voice is not None:  # the first three rows keep their pixel heights; the voice map gets ~6 px per stream
+        extra = 24 + 6 * len(voice.y)
+        heights = [f * area / (area + extra) for f in heights] + [extra / (area + extra)]
+        rows, height = 4, height + extra
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.04 * area / (height - 96),
+                        row_heights=heights, specs=[[{}], [{"secondary_y": True}]] + [[{}]] * (rows - 2))
     # Waveform as a min/max envelope (~1000 columns).
     cols = max(1, wav.numel() // 1000)
     n = wav.numel() // cols * cols
@@ -122,9 +187,13 @@ def signal_figure(audio: Audio, units: Units) -> go.Figure:
     fig.update_yaxes(title_text="pitch (Hz)", range=[0, 450], row=2, col=1, secondary_y=True, showgrid=False,
                      color="#0891b2")
     fig.update_yaxes(visible=False, range=[0, 1], row=3, col=1)
-    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    if voice is not None:
+        fig.add_trace(voice, row=4, col=1)
+        fig.update_yaxes(title_text="voice", title_font_size=11, autorange="reversed", tickvals=[1, len(voice.y)],
+                         tickfont_size=9, showgrid=False, row=4, col=1)
+    fig.update_xaxes(title_text="time (s)", row=rows, col=1)
     fig.update_layout(uniformtext=dict(minsize=8, mode="hide"), bargap=0)
-    return _layout(fig, 430, f"What the model heard: {len(ids)} units from {audio.seconds:.2f} s of audio")
+    return _layout(fig, height, f"What the model heard: {len(ids)} units from {audio.seconds:.2f} s of audio")
 
 
 def unit_strip_html(units: Units, vocab_size: int | None = None) -> str:
@@ -208,13 +277,20 @@ def headline_html(label: str, confidence: float, task_title: str) -> str:
             'even for a clip it was never meant for.</div></div>')
 
 
+def per_stream(voice_probs: torch.Tensor, buckets: int) -> torch.Tensor:
+    """A distribution over every voice stream's codes side by side, renormalised within each stream: the LM's
+    probability of each code of each stream."""
+    p = voice_probs.reshape(-1, buckets)
+    return (p / p.sum(-1, keepdim=True).clamp_min(1e-12)).flatten()
+
+
 def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dict[str, torch.Tensor] | torch.Tensor,
                       classes: int = 3, top: int = 6) -> go.Figure:
     """How the verbalizer turns the LM's next-token distribution into classes.
 
     Learnable: for the most likely classes, the inputs (units, and for a prosody LM the next duration and pitch
-    buckets) whose ``weight x standardised log-probability`` pushes that class most (up or down). Fixed: each
-    class's unit token and the prompted LM's probability for it. ``stream_probs``: ``Prediction.stream_probs``
+    buckets, and on a backbone with voice streams the next unit's voice codes, ``voice k: b/8``) whose
+    ``weight x standardised log-probability`` pushes that class most (up or down). Fixed: each class's unit token and the prompted LM's probability for it. ``stream_probs``: ``Prediction.stream_probs``
     (a bare tensor is the next-unit distribution)."""
     streams = {"units": stream_probs} if isinstance(stream_probs, torch.Tensor) else stream_probs
     unit_probs = streams["units"]
@@ -233,8 +309,9 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
         return _layout(fig, 340, f"Fixed verbalizer ({prompt.config.verbalizer})<br><sup>each class is one unit token; "
                                 "the class with the likeliest token wins</sup>", top=80)
     x = verbalizer_input({k: torch.log(v.clamp_min(1e-12))[None] for k, v in streams.items()}, prompt.reads)[0]
-    p_in = torch.cat([streams[k] for k in prompt.reads])
-    names = [stream_feature_label(k, i, V) for k in prompt.reads for i in range(streams[k].numel())]
+    nb = prompt.lm_config.voice_buckets
+    p_in = torch.cat([per_stream(streams[k], nb) if k == "voice" else streams[k] for k in prompt.reads])
+    names = [stream_feature_label(k, i, V, nb) for k in prompt.reads for i in range(streams[k].numel())]
     contrib = prompt.verbalizer.weight.detach() * x[None, :]
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
     # One panel per class, stacked: each gets the full width, so long labels never run into a neighbour's bars.
@@ -255,8 +332,10 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
     fig.update_annotations(font_size=13)
     lines = ["the LM's next-token guesses that push each", "likely class up (green) or down (red)",
              f"“unit 47” = speech sound no. 47 of {V - 1} (tokens above)"]
-    if len(prompt.reads) > 1:
+    if "duration" in prompt.reads:
         lines.append("“dur” = how long the next sound lasts (frames)")
+    if "voice" in prompt.reads:
+        lines.append(voice_legend(nb))
     top = 48 + 17 * len(lines) + 28  # the title and its lines, then room for the first panel's title
     fig = _layout(fig, top + 170 * len(shown), "Learnable verbalizer<br><sup>" + "<br>".join(lines) + "</sup>",
                   top=top)

@@ -102,7 +102,10 @@ def header_html(engine: Engine) -> str:
     """Title, one-line idea, and chips with the loaded backbone's real numbers."""
     d = engine.backbone.describe()
     chips = [f"backbone {html.escape(str(d['id']))}", f"frozen unit LM: {d['lm_params']:,} parameters",
-             f"{d['n_units']} speech units", f"{len(engine.tasks)} task prompts loaded"]
+             f"{d['n_units']} speech units"]
+    if d.get("voice_streams"):
+        chips.append(f"{d['voice_streams']['streams']} voice streams")
+    chips.append(f"{len(engine.tasks)} task prompts loaded")
     return ('<div class="app-header"><h1>SpeechPrompt v2</h1><span class="tagline">One frozen speech language '
             'model, many tiny task prompts: only the prompt is trained for each task.</span></div>'
             '<div class="app-chips">' + "".join(f'<span class="chip">{c}</span>' for c in chips) + "</div>")

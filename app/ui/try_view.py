@@ -140,12 +140,14 @@ def explain(answer: Answer) -> TryOutputs:
     base = eng.unprompted_distribution(analysis.units)
     extra_ms = (time.perf_counter() - t0) * 1e3
     tokens = prompt.tokens.tolist() if prompt.verbalizer is None else []
+    enc, buckets = eng.backbone.encoder, eng.backbone.lm.config.voice_buckets
+    window_s = enc.voice.window * enc.hop / eng.backbone.sample_rate if enc.voice is not None else 1.0
     return TryOutputs(
         headline=answer.headline(),
         probs=answer.probs(),
         facts=facts_markdown(eng, task, analysis.timings_ms, extra_ms, analysis.notices),
-        signal=plots.signal_figure(analysis.audio, analysis.units),
-        strip=hear.unit_strip_html(analysis.audio, analysis.units),
+        signal=plots.signal_figure(analysis.audio, analysis.units, buckets),
+        strip=hear.unit_strip_html(analysis.audio, analysis.units, buckets, window_s),
         steering=plots.steering_figure(base, pred.unit_probs, tokens, prompt.labels if tokens else ()),
         verbalizer=hear.name_units(plots.verbalizer_figure(prompt, pred.probs, pred.stream_probs), analysis.units),
     )
@@ -220,7 +222,9 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             headline = gr.HTML(PLACEHOLDER, elem_id="try-headline")
             probs = gr.Plot(label="Class probabilities", show_label=False, elem_id="try-probs")
             facts = gr.Markdown(elem_classes=["facts"])
-    with gr.Accordion("What the model heard: spectrogram, pitch and units", open=True):
+    heard = ("spectrogram, pitch, units and voice codes" if engine.backbone.encoder.n_voice
+             else "spectrogram, pitch and units")
+    with gr.Accordion(f"What the model heard: {heard}", open=True):
         signal = gr.Plot(show_label=False, elem_id="try-signal")
         strip = gr.HTML()
     with gr.Accordion("How the prompt steers the frozen LM", open=True):
