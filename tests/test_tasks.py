@@ -76,7 +76,12 @@ def test_train_and_test_speakers_are_disjoint(tid, monkeypatch):
     train, val, test = (task.clips(s) for s in T.SPLITS)
     spk = [{c.speaker for c in part} for part in (train, val, test)]
     assert not spk[0] & spk[2], f"{tid}: test speakers in train: {sorted(spk[0] & spk[2])[:5]}"
-    assert not spk[0] & spk[1]
+    if tid == "digits":  # val holds the training speakers' last takes (unseen takes), never a training clip
+        assert spk[0] & spk[1] == {"fsdd:jackson", "fsdd:yweweler"}
+        assert not {c.path for c in train} & {c.path for c in val}
+        assert {c.speaker for c in test} == {"fsdd:nicolas", "fsdd:theo"}
+    else:
+        assert not spk[0] & spk[1]
     assert len(train) <= T.MAX_TRAIN and test
     assert {c.label for c in train} == set(task.labels)
     assert {c.label for c in test} <= set(task.labels)

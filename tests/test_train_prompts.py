@@ -35,6 +35,18 @@ def test_ships_the_better_validation_prompt_never_looking_at_test(tmp_path):
     assert shipped({**results, "shipped": "v2"}) is results["v2"]
 
 
+def test_accuracy_on_real_validation_speakers_decides_when_every_candidate_has_it(tmp_path):
+    cands, out = tmp_path / "cands", tmp_path / "prompts"
+    _candidate(cands, "v2", "t", "prosody")
+    _candidate(cands, "v2_mean", "t", "mean")
+    results = {"v2": _row(0.95, 0.88), "v2_mean": _row(0.93, 0.95)}
+    real = {"v2": 0.80, "v2_mean": 0.90}
+    assert select_and_ship("t", results, cands, out, "fp", real.get) == "v2_mean"
+    assert results["v2"]["val_real_accuracy"] == 0.80
+    # without a real figure for every candidate the whole validation split decides
+    assert select_and_ship("t", results, cands, out, "fp", {"v2": 0.8, "v2_mean": None}.get) == "v2"
+
+
 def test_rows_of_another_backbone_or_without_files_are_not_shipped(tmp_path):
     cands, out = tmp_path / "cands", tmp_path / "prompts"
     _candidate(cands, "v2", "t", "prosody")

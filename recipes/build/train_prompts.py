@@ -17,6 +17,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -26,7 +27,7 @@ from safetensors.torch import load_file
 from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.metrics import accuracy, eer, macro_f1
-from app.prompt_files import save_prompt
+from app.prompt_files import load_prompt, save_prompt
 from app.prompting import PromptConfig, PromptError, TaskInfo
 from app.settings import ROOT
 from app.training import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
@@ -240,14 +241,35 @@ def write_card(task, folder: Path, args) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- reports
-def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, fingerprint: str) -> str | None:
-    """Ship the v2 prompt with the best validation accuracy (ties: the first of SHIPPABLE) to ``out/<task>``;
-    returns its variant, or None when no candidate for this backbone is on disk."""
-    rows = [(results[v]["val_accuracy"], -i, v) for i, v in enumerate(SHIPPABLE)
-            if v in results and results[v].get("fingerprint") == fingerprint
-            and (candidates / v / tid / "task.json").is_file()]
-    if not rows:
+def real_val_accuracy(bb: Backbone, task, variant: str, args) -> float | None:
+    """Accuracy of a candidate prompt on the validation split's recordings of people, or None when they do not
+    cover every label (fake's real clips are all bona fide; digits-only synthetic validation...)."""
+    cap = split_cap(args, "val")
+    examples = split_examples(task, "val", cap, args.seed)
+    real = [i for i, e in enumerate(examples) if e.source == "real"]
+    if {examples[i].label for i in real} != set(task.labels):
         return None
+    units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, "val", args.cache, cap, args.seed)
+    prompt = load_prompt(args.candidates / variant / task.id, bb.lm.config, bb.fingerprint)
+    probs = predict_proba(prompt_logits_fn(bb.lm, prompt), [units[i] for i in real])
+    return round(accuracy([labels[i] for i in real], probs.argmax(1).tolist()), 4)
+
+
+def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, fingerprint: str,
+                    real_val: Callable[[str], float | None] | None = None) -> str | None:
+    """Ship the v2 prompt with the best validation accuracy (ties: the first of SHIPPABLE) to ``out/<task>``;
+    returns its variant, or None when no candidate for this backbone is on disk. ``real_val(variant)``: accuracy on
+    the validation split's recordings of people (None if they do not cover every label); where every candidate has
+    one, it decides (the figures that matter are on people; on backbone v2 a validation mixing synthetic voices
+    picked the worse prompt for gender)."""
+    names = [v for v in SHIPPABLE if v in results and results[v].get("fingerprint") == fingerprint
+             and (candidates / v / tid / "task.json").is_file()]
+    if not names:
+        return None
+    for v in names:
+        results[v]["val_real_accuracy"] = real_val(v) if real_val else None
+    key = "val_real_accuracy" if all(results[v]["val_real_accuracy"] is not None for v in names) else "val_accuracy"
+    rows = [(results[v][key], -SHIPPABLE.index(v), v) for v in names]
     best = max(rows)[2]
     dest = out / tid
     if dest.exists():
@@ -588,7 +610,9 @@ def main() -> None:
             path = RESULTS_DIR / f"{tid}.json"
             if path.exists():
                 r = json.loads(path.read_text())
-                r["shipped"] = select_and_ship(tid, r, args.candidates, args.out, bb.fingerprint) or r.get("shipped")
+                r["shipped"] = select_and_ship(tid, r, args.candidates, args.out, bb.fingerprint,
+                                               lambda v, t=TASKS[tid]: real_val_accuracy(bb, t, v, args)) \
+                    or r.get("shipped")
                 path.write_text(json.dumps(r, indent=1) + "\n")
                 write_card(TASKS[tid], args.out / tid, args)
                 log(f"{tid}: shipped {r['shipped']}")
@@ -611,7 +635,8 @@ def main() -> None:
             r["data"] = old["data"]  # keep the richer encoder statistics of an earlier prompt run
         merged = {**old, **r}
         if bb is not None:
-            merged["shipped"] = select_and_ship(tid, merged, args.candidates, args.out, bb.fingerprint) or \
+            merged["shipped"] = select_and_ship(tid, merged, args.candidates, args.out, bb.fingerprint,
+                                                lambda v: real_val_accuracy(bb, task, v, args)) or \
                 old.get("shipped")
         path.write_text(json.dumps(merged, indent=1) + "\n")
         if bb is not None:

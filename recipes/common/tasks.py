@@ -235,15 +235,19 @@ def _balanced(labels: Sequence[str], n: int) -> list[str]:
 # The tasks
 # --------------------------------------------------------------------------------------------------------------
 
+DIGITS_VAL_TAKE = 45  # FSDD takes 45-49 of the training speakers validate the digits prompt
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 def _digits(split: str) -> list[Clip]:
     """FSDD by speaker; train adds English digit words from many espeak-ng voices. The test takes both held-out
-    speakers (splits' val and test: nicolas and theo), so its figure has a per-speaker spread; val is espeak-ng
-    voices of its own."""
-    real = {"train": _real("fsdd", "train"), "val": [], "test": _real("fsdd", "val") + _real("fsdd", "test")}[split]
-    n_synth = {"train": MAX_TRAIN - len(real), "val": 300, "test": 0}[split]
+    speakers (splits' val and test: nicolas and theo), so its figure has a per-speaker spread; val takes the
+    training speakers' last takes (unseen takes of seen people) and espeak-ng voices of its own."""
+    own = _real("fsdd", "train")
+    late = [c for c in own if int(Path(c.path).stem.split("_")[2]) >= DIGITS_VAL_TAKE]
+    real = {"train": [c for c in own if c not in late], "val": late,
+            "test": _real("fsdd", "val") + _real("fsdd", "test")}[split]
+    n_synth = {"train": MAX_TRAIN - len(real), "val": 200, "test": 0}[split]
     rng = _rng("digits", split)
     synth_clips = [_speak(DIGIT_WORDS[int(d)], d, split, rng, EN_VOICES, augment_p=0.3, rate=(110, 200))
                    for d in _balanced([str(i) for i in range(10)], max(0, n_synth))]
