@@ -51,9 +51,11 @@ PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt i
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
 #: The prompt library's accuracy targets: task -> (evaluation split, minimum accuracy of the shipped prompt).
-TARGETS = {"digits": ("test", 0.90), "commands": ("test", 0.85), "ar_commands": ("test", 0.97),
-           "lt_commands": ("test", 0.70), "language": ("real", 0.60), "emotion": ("test", 0.50),
+#: Issue #13 (backbone v2) for digits, gender, commands, emotion and language; earlier issues for the rest.
+TARGETS = {"digits": ("test", 0.90), "commands": ("test", 0.90), "ar_commands": ("test", 0.97),
+           "lt_commands": ("test", 0.70), "language": ("real", 0.60), "emotion": ("test", 0.45),
            "gender": ("test", 0.95)}
+MAX_ANSWER_SHARE = {"language": ("real", 0.35)}  # issue #13: the prompt must not collapse onto one language
 MAX_GAP_POINTS = 3.0  # SpeechPrompt v2's mean accuracy at most this far below full fine-tuning...
 MAX_PARAM_SHARE = 0.01  # ...with at most this share of its trainable parameters
 #: What a run without --variants trains: the slow baselines (shallow, freq, finetune) are left to an explicit
@@ -63,7 +65,28 @@ BASELINES = ("pooled", "mfcc")  # features -> standardised logistic regression (
 LR_C = (0.01, 0.1, 1.0, 10.0)  # the logistic regression's C, picked on the validation split
 MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder pooled + LR baseline is flagged...
 #: ...and RESULTS.md says what was tried for it: task -> one line, filled in by whoever runs this recipe.
-GAP_NOTES: dict[str, str] = {}
+_TRIED = ("on backbone v2 (k-means 250 units + 16 voice streams, 4x128 LM): the verbalizer reading every LM output "
+          "stream at the separator (v2) and averaged over the clip (v2_mean), shipped by accuracy on real validation "
+          "speakers")
+GAP_NOTES: dict[str, str] = {
+    "digits": f"tried {_TRIED}; nicolas (Belgian French accent) is the weak speaker for every method. A bag of the "
+              "same codes + LR reaches 0.885 (docs/BACKBONE_V2.md section 12): the gap to the frames is in the codes.",
+    "commands": f"tried {_TRIED}; a bag of the codes + LR reaches 0.866, the prompt 0.90: the codes, not the prompt, "
+                "lose what the frames keep.",
+    "emotion": f"tried {_TRIED}; no discrete stream measured keeps emotion (bag of all codes + LR 0.342, LM hidden "
+               "states 0.417, frames 0.688): 16 voice codes per ~1 s are too coarse for acted emotion.",
+    "speaker": f"tried {_TRIED}; four speakers' timbre over ~1 s windows in 8 buckets per direction.",
+    "language": f"tried {_TRIED}, and without the voice codes (v2_mean_novoice: the few training volunteers' voices "
+                "would stand for their language), with a 14-minute budget; Whisper tiny.en's units are English-bound "
+                "(docs/BACKBONE_V2.md sections 3-4).",
+    "accent": f"tried {_TRIED}; synthetic accents of one synthesizer, where the voice codes let the prompt learn the "
+              "training voices.",
+    "intent": f"tried {_TRIED}; twenty intents in free wording, read from units in a 4-minute budget.",
+    "ar_commands": f"tried {_TRIED}; both candidates were perfect on the real validation speakers and the tie went "
+                   "to v2 (0.945; v2_mean 0.969 on test).",
+    "question": f"tried {_TRIED}; the statement/question cue is the final pitch movement, which the pitch stream "
+                "keeps per unit only coarsely.",
+}
 #: Column names of RESULTS.md, one per variant.
 NAMES = {"v2": "v2, verbalizer on all streams", "v2_units": "v2, verbalizer on units",
          "v2_mean": "v2, verbalizer on the mean over the clip",
@@ -241,13 +264,16 @@ def write_card(task, folder: Path, args) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- reports
+MIN_REAL_VAL = 100  # fewer real validation clips than this are too few to choose on (one clip of 30 = 3.3 points)
+
+
 def real_val_accuracy(bb: Backbone, task, variant: str, args) -> float | None:
     """Accuracy of a candidate prompt on the validation split's recordings of people, or None when they do not
-    cover every label (fake's real clips are all bona fide; digits-only synthetic validation...)."""
+    cover every label (fake's real clips are all bona fide) or are fewer than MIN_REAL_VAL (language: 30)."""
     cap = split_cap(args, "val")
     examples = split_examples(task, "val", cap, args.seed)
     real = [i for i, e in enumerate(examples) if e.source == "real"]
-    if {examples[i].label for i in real} != set(task.labels):
+    if {examples[i].label for i in real} != set(task.labels) or len(real) < MIN_REAL_VAL:
         return None
     units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, "val", args.cache, cap, args.seed)
     prompt = load_prompt(args.candidates / variant / task.id, bb.lm.config, bb.fingerprint)
@@ -388,9 +414,13 @@ def report_lines(all_results: dict, bb: Backbone) -> list[str]:
         "",
         "## SpeechPrompt v2 prompts (shipped in prompts/)",
         "",
-        "The shipped prompt of each task is the v2 variant (verbalizer on units + prosody, on units only, or on the",
-        "LM's output averaged over the clip) with the best validation accuracy; the test split plays no part in",
-        "that choice. Test figures are accuracy (EER for fake, lower is better) with a 95 % interval from a",
+        "The shipped prompt of each task is the v2 variant (verbalizer on every LM output stream, on units only, or on",
+        "the LM's output averaged over the clip, with or without the voice codes) with the best validation accuracy,",
+        f"counted on the validation split's real speakers where they cover every label with >= {MIN_REAL_VAL} clips",
+        "(gender, digits, commands, emotion, speaker, ar_commands), else on the whole split. That rule was set on",
+        "2026-11-30 after a mixed real/synthetic validation picked the worse gender prompt; the 100-clip floor after",
+        "language's 30 real validation clips tied two prompts: both choices were made having seen test figures.",
+        "The test split plays no part in the choice itself. Test figures are accuracy (EER for fake, lower is better) with a 95 % interval from a",
         f"speaker-level bootstrap ({RESAMPLES:,} resamples of the test speakers, each with all its clips, seed 0);",
         f"per speaker: lowest-highest accuracy of one test speaker (those with >= {MIN_CLIPS} test clips; how many);",
         f"vs pooled: points above (+) or under (-) the encoder pooled + LR baseline, flagged beyond "
@@ -507,6 +537,12 @@ def target_lines(all_results: dict) -> list[str]:
             acc = v[split]["accuracy"]
             met = "yes" if acc >= minimum else "no"
             lines.append(f"| {tid} {split} accuracy >= {minimum:.2f} | {acc:.3f} | {met} |")
+    for tid, (split, most) in MAX_ANSWER_SHARE.items():
+        top = (shipped(all_results.get(tid, {})) or {}).get(split, {}).get("max_answer_share")
+        if top:
+            met = "yes" if top["share"] <= most else "no"
+            lines.append(f"| {tid} {split}: no label takes more than {100 * most:.0f} % of the answers | "
+                         f"{100 * top['share']:.0f} % ({top['label']}) | {met} |")
     vs = versus_finetune(all_results)
     if vs:
         gap, share = vs["gap_points"], vs["param_share"]

@@ -152,6 +152,8 @@ def load_results(bb: Backbone) -> dict:
     encoder baseline only this backbone's encoder)."""
     out = {}
     for path in sorted(RESULTS_DIR.glob("*.json")):
+        if path.stem not in TASKS:  # other measurements kept beside them (lm_health.json)
+            continue
         r = json.loads(path.read_text())
         for k in list(VARIANTS):
             if k not in r or k == "mfcc":
