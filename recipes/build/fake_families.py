@@ -1,15 +1,21 @@
 """Leave-one-family-out evaluation of the ``fake`` prompt: EER on each spoof family never seen in training.
 
     python -m recipes.build.fake_families                  # all five folds, the variant shipped in prompts/fake
-    python -m recipes.build.fake_families --variant v2 --families neural vocoded
+    python -m recipes.build.fake_families --variant v2_mean --families neural vocoded --out /tmp/screen.json
+    python -m recipes.build.fake_families --baselines-only # only the two probes, every fold (seconds)
+    python -m recipes.build.fake_families --report-only    # only rewrite RESULTS.md's fake section from the json
 
-For each family of recipes.common.tasks.FAKE_FAMILIES, a v2 prompt is trained exactly as train_prompts trains the
-shipped one (same budget, seed and early stopping) on the training split without that family, then scored on the
-test split's real clips against that family's test spoofs (its test voices; EER). The pooled EER puts the
-held-out scores of all folds together (each fold's real clips and held-out spoofs). The shipped prompt, which
-heard every family, is scored per family too. Writes docs/results/families/fake.json; then
-``python -m recipes.build.train_prompts --cards-only`` copies the figures into prompts/fake/task.json and
-docs/RESULTS.md. Details: docs/RECIPES.md#fake_families.
+For each family of recipes.common.tasks.FAKE_FAMILIES, a prompt is trained exactly as train_prompts trains the
+shipped one (same budget, seed and early stopping; the variant, the epochs and the time cap can be changed) on the
+training split without that family, then scored on the test split's real clips against that family's test spoofs
+(its test voices; EER). The same fold's clips train two baselines (probes, never shipped): MFCC statistics + LR
+(train_prompts' ``mfcc`` features) and "encoder pooled + LR" (mean and std over time of the frames the k-means
+quantizes, ``backbone.encoder.features``), both a standardised logistic regression fitted on the fold's training and
+validation clips. The pooled EER puts the held-out scores of all folds together (each fold's real clips and
+held-out spoofs). The shipped prompt, which heard every family, is scored per family too. Writes
+docs/results/families/fake.json and the fake section of docs/RESULTS.md; then
+``python -m recipes.build.train_prompts --cards-only`` copies the figures into prompts/fake/task.json. Details:
+docs/RECIPES.md#fake_families, what was tried: docs/FAKE.md.
 """
 from __future__ import annotations
 
@@ -17,21 +23,36 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from app.backbone import Backbone
+from app.encoder.audio import prepare
 from app.metrics import eer
 from app.prompt_files import load_prompt
-from app.prompting import TaskInfo
+from app.prompting import PromptConfig, TaskInfo
 from app.settings import ROOT
-from app.training import TrainConfig, predict_proba, prompt_logits_fn, train_task
-from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE
+from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
+from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, mfcc_features
 from recipes.common.paths import WORK
-from recipes.common.results import FAMILIES_FILE, cap_stratified, encode_split, log, split_examples
+from recipes.common.results import (FAMILIES_FILE, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
+                                    split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
+
+#: Prompt variants a fold can train: the shippable ones, and each of them reading the clip's mean next-token
+#: distribution instead of the separator's (``read_at="mean"``, docs/FEWSHOT.md); train_prompts' own definition of
+#: a name wins where it has one.
+FAMILY_VARIANTS: dict[str, PromptConfig] = {
+    **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
+    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in SHIPPABLE},
+}
+FAMILY_VARIANTS.update({k: v for k, v in PROMPT_VARIANTS.items() if k in FAMILY_VARIANTS or k.endswith("_mean")})
+#: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
+BASELINES = {"mfcc_lr": "MFCC + LR", "encoder_pooled_lr": "encoder pooled + LR"}
+
 
 def fold_scores(p_spoof: list[float], real: list[int], spoofs: list[int]) -> dict:
     """EER of the clips ``real + spoofs`` and the error rates at the prompt's own decision (p >= 0.5)."""
@@ -42,16 +63,77 @@ def fold_scores(p_spoof: list[float], real: list[int], spoofs: list[int]) -> dic
             "real_called_spoof": round(float(np.mean([p_spoof[i] >= 0.5 for i in real])), 4)}
 
 
-def shipped_variant(folder: Path) -> str:
-    """The train_prompts variant of the prompt shipped in ``folder`` (told apart by what its verbalizer reads and
-    where); v2_units when none is shipped."""
-    path = folder / "task.json"
+def pooled_eer(rows: list[dict]) -> float:
+    """EER over every fold's held-out scores put together (``scores_real`` and ``scores_spoofs`` of each row)."""
+    s_real = [s for r in rows for s in r["scores_real"]]
+    s_spoof = [s for r in rows for s in r["scores_spoofs"]]
+    return round(eer(s_real + s_spoof, [False] * len(s_real) + [True] * len(s_spoof)), 4)
+
+
+def pooled_stats(feats: torch.Tensor) -> np.ndarray:
+    """Mean and standard deviation over time of frame features ``(frames, dim)``: one ``2 * dim`` vector."""
+    feats = feats.float()
+    return torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy()
+
+
+def split_features(encoder, fingerprint: str, task, split: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
+    """The baselines' inputs for every clip of a split (uncapped, in :func:`split_examples` order): ``encoder``
+    (pooled encoder features, :func:`pooled_stats` of ``encoder.features``) and ``mfcc`` (train_prompts'
+    MFCC statistics), cached under the encoder's fingerprint."""
+    examples = split_examples(task, split, 0, seed)
+    labels = np.array([task.labels.index(e.label) for e in examples])
+    path = cache / fingerprint / f"{task.id}_{split}_features.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            if np.array_equal(z["labels"], labels) and len(z["encoder"]) == len(examples):
+                return {"encoder": z["encoder"], "mfcc": z["mfcc"], "labels": labels}
+    t0 = time.time()
+    enc = []
+    for i, e in enumerate(examples):
+        with torch.no_grad():
+            enc.append(pooled_stats(encoder.features(prepare(e.audio).wav)))
+        if i and i % 500 == 0:
+            log(f"    {task.id}/{split}: features {i}/{len(examples)}")
+    out = {"encoder": np.stack(enc).astype(np.float32), "mfcc": mfcc_features(examples).astype(np.float32),
+           "labels": labels}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **out)
+    log(f"  {task.id}/{split}: features of {len(examples)} clips in {time.time() - t0:.0f} s")
+    return out
+
+
+def probe_scores(x_train: np.ndarray, y_train: list[int], x_test: np.ndarray, seed: int = 0) -> list[float]:
+    """P(spoof) of a standardised logistic regression (train_prompts' MFCC baseline's settings) on ``x_test``."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+    clf.fit(x_train, y_train)
+    return clf.predict_proba(x_test)[:, list(clf.classes_).index(1)].tolist()
+
+
+def fold_indices(labels: list[int], fams: list[str], family: str, cap: int, seed: int) -> list[int]:
+    """Clips of a split a fold trains on: every clip not of ``family``, at most ``cap`` (stratified by label)."""
+    keep = [i for i, f in enumerate(fams) if f != family]
+    return [i for i, _ in cap_stratified([(i, labels[i]) for i in keep], cap, seed)]
+
+
+def setup_of(args, variant: str) -> dict:
+    """What makes two runs' folds comparable (folds of another set-up are never mixed into the pooled figure)."""
+    return {"variant": variant, "max_train": args.max_train, "max_val": args.max_val, "epochs": args.epochs,
+            "lr": args.lr, "patience": args.patience, "max_minutes": args.max_minutes, "seed": args.seed,
+            "unit_dropout": args.unit_dropout}
+
+
+def shipped_variant(prompts: Path) -> str:
+    """The variant of the prompt shipped in ``prompts/fake`` (v2_units when there is none)."""
+    path = prompts / "fake" / "task.json"
     if not path.is_file():
         return "v2_units"
     verb = json.loads(path.read_text())["verbalizer"]
-    if verb.get("read_at", "separator") == "mean":
-        return "v2_mean"
-    return "v2" if len(verb.get("reads", ["units"])) > 1 else "v2_units"
+    name = "v2" if len(verb.get("reads", ["units"])) > 1 else "v2_units"
+    return name + ("_mean" if verb.get("read_at", "separator") == "mean" else "")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,73 +141,126 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--families", nargs="*", default=list(FAKE_FAMILIES), choices=list(FAKE_FAMILIES),
                     help="families to hold out (folds of others from an earlier run of the same set-up are kept); "
                          "none: only score the shipped prompt per family")
-    ap.add_argument("--variant", choices=SHIPPABLE, default=None,
+    ap.add_argument("--variant", choices=sorted(FAMILY_VARIANTS), default=None,
                     help="prompt variant (default: the one shipped in prompts/fake, else v2_units)")
     ap.add_argument("--prompts", type=Path, default=ROOT / "prompts")
     ap.add_argument("--cache", type=Path, default=WORK / "units")
+    ap.add_argument("--features-cache", type=Path, default=WORK / "families",
+                    help="the baselines' per-clip features (encoder pooled, MFCC), per encoder fingerprint")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--max-train", type=int, default=1000)
     ap.add_argument("--max-val", type=int, default=300)
     ap.add_argument("--lr", type=float, default=3e-2)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--patience", type=int, default=8)
-    ap.add_argument("--max-minutes", type=float, default=7.0)
+    ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap of each fold's training")
+    ap.add_argument("--unit-dropout", type=float, default=0.0,
+                    help="drop this share of each training sequence's units in every epoch (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--baselines-only", action="store_true", help="score only the two probes (no prompt training)")
+    ap.add_argument("--no-baselines", action="store_true", help="do not score the probes")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only rewrite docs/RESULTS.md's fake section from --out (after train_prompts --cards-only)")
     ap.add_argument("--out", type=Path, default=FAMILIES_FILE)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    task = TASKS["fake"]
     bb = Backbone.load()
+    if args.report_only:
+        write_family_section(RESULTS_MD, family_lines(json.loads(args.out.read_text()), bb.fingerprint))
+        log(f"rewrote the fake section of {RESULTS_MD}")
+        return
+    task = TASKS["fake"]
     shipped_dir = args.prompts / "fake"
-    variant = args.variant or shipped_variant(shipped_dir)
+    variant = args.variant or shipped_variant(args.prompts)
     data = {}
     for split in ("train", "val", "test"):  # train and val uncapped here: each fold caps after leaving a family out
-        units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, 0, args.seed)
+        units = labels = None
+        if not args.baselines_only:
+            units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, 0, args.seed)
+        feats = None if args.no_baselines else split_features(bb.encoder, bb.encoder_fingerprint, task, split,
+                                                               args.features_cache, args.seed)
+        if labels is None:
+            labels = feats["labels"].tolist()
         fams = [spoof_family(e.speaker) for e in split_examples(task, split, 0, args.seed)]
-        data[split] = (units, labels, fams)
-        log(f"fake/{split}: {len(units)} clips")
-    test_units, test_y, test_f = data["test"]
+        data[split] = (units, labels, fams, feats)
+        log(f"fake/{split}: {len(labels)} clips")
+    test_units, test_y, test_f, test_x = data["test"]
     real = [i for i, y in enumerate(test_y) if y == 0]
+    setup = setup_of(args, variant)
     result: dict = {"command": "python -m recipes.build.fake_families " + " ".join(argv or sys.argv[1:]),
-                    "backbone": bb.fingerprint, "variant": variant, "date": time.strftime("%Y-%m-%d"),
+                    "backbone": bb.fingerprint, "backbone_id": bb.id, "variant": variant,
+                    "date": time.strftime("%Y-%m-%d"),
                     "budget": {"max_train": args.max_train, "max_val": args.max_val, "epochs": args.epochs,
-                               "seed": args.seed},
-                    "held_out": {}, "seen": {}}
+                               "max_minutes": args.max_minutes, "seed": args.seed},
+                    "setup": setup, "held_out": {}, "seen": {},
+                    "baselines": {k: {"name": v, "command": "python -m recipes.build.fake_families "
+                                                           + " ".join(argv or sys.argv[1:]), "held_out": {}}
+                                  for k, v in BASELINES.items()}}
     if args.out.is_file():  # keep folds of other families from an earlier run of the same set-up
         old = json.loads(args.out.read_text())
-        if old.get("backbone") == bb.fingerprint and old.get("variant") == variant:
-            result["held_out"] = {k: v for k, v in old.get("held_out", {}).items() if k not in args.families}
+        if old.get("backbone") == bb.fingerprint:
+            if args.baselines_only:  # the prompt's folds are not rerun: keep them as they were
+                result.update({k: old[k] for k in ("command", "date", "variant", "budget", "setup", "held_out",
+                                                   "seen", "seen_prompt") if k in old})
+            elif old.get("setup", {"variant": old.get("variant")}) == setup or (
+                    "setup" not in old and old.get("variant") == variant):
+                result["held_out"] = {k: v for k, v in old.get("held_out", {}).items() if k not in args.families}
+            for k in BASELINES:  # the probes do not depend on the prompt's set-up
+                rows = old.get("baselines", {}).get(k, {}).get("held_out", {})
+                result["baselines"][k]["held_out"] = {f: r for f, r in rows.items()
+                                                      if f not in args.families or args.no_baselines}
     for family in args.families:
-        picked = {}
-        for split, cap in (("train", args.max_train), ("val", args.max_val)):
-            units, labels, fams = data[split]
-            keep = [i for i, f in enumerate(fams) if f != family]
-            picked[split] = [(units[i], labels[i]) for i, _ in cap_stratified([(i, labels[i]) for i in keep], cap,
-                                                                             args.seed)]
+        spoofs = [i for i, f in enumerate(test_f) if f == family]
+        picked = {split: fold_indices(data[split][1], data[split][2], family, cap, args.seed)
+                  for split, cap in (("train", args.max_train), ("val", args.max_val))}
+        if not args.no_baselines:
+            fit = picked["train"] + [len(data["train"][1]) + i for i in picked["val"]]
+            y_fit = [data["train"][1][i] for i in picked["train"]] + [data["val"][1][i] for i in picked["val"]]
+            for key, feat in (("mfcc_lr", "mfcc"), ("encoder_pooled_lr", "encoder")):
+                x_all = np.concatenate([data["train"][3][feat], data["val"][3][feat]])
+                p = probe_scores(x_all[fit], y_fit, test_x[feat], args.seed)
+                row = {**fold_scores(p, real, spoofs), "train_clips": len(fit),
+                       "scores_real": [round(p[i], 5) for i in real],
+                       "scores_spoofs": [round(p[i], 5) for i in spoofs]}
+                result["baselines"][key]["held_out"][family] = row
+                log(f"{family} held out, {BASELINES[key]}: EER {row['eer']:.3f}")
+        if args.baselines_only:
+            continue
+        train = [(data["train"][0][i], data["train"][1][i]) for i in picked["train"]]
+        val = [(data["val"][0][i], data["val"][1][i]) for i in picked["val"]]
         torch.manual_seed(args.seed)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
-                          seed=args.seed, max_seconds=args.max_minutes * 60)
+                          seed=args.seed, max_seconds=args.max_minutes * 60,
+                          augment=drop_units(args.unit_dropout) if args.unit_dropout > 0 else None)
+        cpu0 = time.process_time()
         # the library's one training flow with train_prompts' settings (random verbalizer start, validation split)
-        prompt, res = train_task(bb.lm, info, PROMPT_VARIANTS[variant], picked["train"], picked["val"], cfg,
-                                 verbalizer_init="random", seed=args.seed)
+        prompt, res = train_task(bb.lm, info, FAMILY_VARIANTS[variant], train, val, cfg,
+                                 verbalizer_init="random", seed=args.seed, progress=lambda row: log(
+                                     f"  {family} epoch {row['epoch']}: loss {row['loss']:.3f}, val acc "
+                                     f"{row['val_acc']:.3f} ({row['seconds']:.0f} s)"))
+        cpu = time.process_time() - cpu0
         p = predict_proba(prompt_logits_fn(bb.lm, prompt), test_units)[:, 1].tolist()
-        spoofs = [i for i, f in enumerate(test_f) if f == family]
-        row = {**fold_scores(p, real, spoofs), "train_clips": len(picked["train"]), "val_accuracy": res.best_val_acc,
-               "train_seconds": round(res.seconds, 1), "epochs_run": len(res.history),
+        row = {**fold_scores(p, real, spoofs), "train_clips": len(train), "val_accuracy": res.best_val_acc,
+               "train_seconds": round(res.seconds, 1), "train_cpu_seconds": round(cpu, 1),
+               "epochs_run": len(res.history), "best_epoch": res.best_epoch, "stopped": res.stopped,
                "scores_real": [round(p[i], 5) for i in real], "scores_spoofs": [round(p[i], 5) for i in spoofs]}
         result["held_out"][family] = row
         log(f"{family} held out: EER {row['eer']:.3f}, spoofs passed as real {row['spoofs_passed_as_real']:.1%}, "
-            f"real called spoof {row['real_called_spoof']:.1%} ({res.seconds:.0f} s, {len(res.history)} epochs)")
+            f"real called spoof {row['real_called_spoof']:.1%} ({res.seconds:.0f} s wall, {cpu:.0f} s CPU, "
+            f"{len(res.history)} epochs, stopped: {res.stopped})")
     folds = [result["held_out"][f] for f in FAKE_FAMILIES if f in result["held_out"]]
     if folds:
-        s_real = [s for r in folds for s in r["scores_real"]]
-        s_spoof = [s for r in folds for s in r["scores_spoofs"]]
-        result["pooled_eer"] = round(eer(s_real + s_spoof, [False] * len(s_real) + [True] * len(s_spoof)), 4)
+        result["pooled_eer"] = pooled_eer(folds)
         result["complete"] = len(folds) == len(FAKE_FAMILIES)
-    if (shipped_dir / "task.json").is_file():  # loaded now: it may have been shipped while the folds ran
-        shipped_prompt = load_prompt(shipped_dir, bb.lm.config, bb.fingerprint)
+    for k, b in result["baselines"].items():
+        rows = [b["held_out"][f] for f in FAKE_FAMILIES if f in b["held_out"]]
+        if rows:
+            b["pooled_eer"] = pooled_eer(rows)
+            b["complete"] = len(rows) == len(FAKE_FAMILIES)
+    if (shipped_dir / "task.json").is_file() and not args.baselines_only:  # loaded now: it may have been
+        shipped_prompt = load_prompt(shipped_dir, bb.lm.config, bb.fingerprint)  # shipped while the folds ran
         result["seen_prompt"] = {"reads": list(shipped_prompt.reads), "metrics": shipped_prompt.info.metrics}
         p = predict_proba(prompt_logits_fn(bb.lm, shipped_prompt), test_units)[:, 1].tolist()
         for family in FAKE_FAMILIES:
@@ -133,7 +268,10 @@ def main(argv: list[str] | None = None) -> None:
         result["seen"]["all"] = {"eer": round(eer(p, [y == 1 for y in test_y]), 4)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    log(f"pooled EER on held-out families: {result.get('pooled_eer')}; wrote {args.out}")
+    log(f"pooled EER on held-out families: prompt {result.get('pooled_eer')}, " + ", ".join(
+        f"{BASELINES[k]} {b.get('pooled_eer')}" for k, b in result["baselines"].items()) + f"; wrote {args.out}")
+    if args.out.resolve() == FAMILIES_FILE.resolve():
+        write_family_section(RESULTS_MD, family_lines(result, bb.fingerprint))
 
 
 if __name__ == "__main__":
