@@ -142,3 +142,35 @@ def test_baselines_only_scores_every_fold_and_keeps_the_prompts_folds(tmp_path, 
     # one family again: the others' probe folds are kept
     ff.main(["--baselines-only", "--families", "neural", "--out", str(out)])
     assert set(json.loads(out.read_text())["baselines"]["mfcc_lr"]["held_out"]) == set(FAMS)
+
+
+def test_folds_of_another_set_up_are_not_mixed_in():
+    setup = {"variant": "v2_units_mean", "max_train": 1000, "max_val": 300, "epochs": 30, "lr": 0.03,
+             "patience": 8, "max_minutes": 7.0, "seed": 0, "unit_dropout": 0.0, "copies": 0}
+    older = {k: v for k, v in setup.items() if k not in ("unit_dropout", "copies")}
+    assert ff.same_setup({"setup": older}, setup)  # a run from before those options had none of them
+    assert not ff.same_setup({"setup": {**setup, "copies": 2}}, setup)
+    assert not ff.same_setup({"setup": {**setup, "variant": "v2_units"}}, setup)
+    legacy = {"variant": "v2_units_mean", "budget": {"max_train": 1000, "max_val": 300, "epochs": 30, "seed": 0}}
+    assert ff.same_setup(legacy, setup) and not ff.same_setup({**legacy, "variant": "v2"}, setup)
+
+
+def test_copies_are_swapped_in_at_random_and_other_sequences_left_alone():
+    a, b, c, other = object(), object(), object(), object()
+    fn = ff.swap_in_copies({id(a): [b, c]})
+    rng = np.random.default_rng(0)
+    seen = {id(fn(a, rng)) for _ in range(60)}
+    assert seen == {id(a), id(b), id(c)}
+    assert fn(other, rng) is other
+
+
+def test_perturbed_copies_change_the_channel_only_and_are_seeded_by_the_clip():
+    t = np.arange(16000) / 16000
+    clip = SimpleNamespace(audio=(16000, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)))
+    encoder = lambda w: w.clone()  # noqa: E731 - the "units" are the perturbed samples themselves
+    first = ff.perturbed_units(encoder, [clip, clip], 3, noise_dir=None)
+    assert len(first) == 2 and len(first[0]) == 3
+    assert all(torch.equal(x, y) for x, y in zip(first[0], first[1]))  # same clip, same copies
+    base = ff.prepare(clip.audio).wav
+    assert all(c.numel() == base.numel() for c in first[0])  # no speed change: the length is kept
+    assert not any(torch.allclose(c, base, atol=1e-3) for c in first[0])

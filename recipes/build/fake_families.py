@@ -34,7 +34,7 @@ from app.encoder.audio import prepare
 from app.metrics import eer
 from app.prompt_files import load_prompt
 from app.prompting import PromptConfig, TaskInfo
-from app.settings import ROOT
+from app.settings import NOISE_DIR, ROOT
 from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, mfcc_features
 from recipes.common.paths import WORK
@@ -113,6 +113,38 @@ def probe_scores(x_train: np.ndarray, y_train: list[int], x_test: np.ndarray, se
     return clf.predict_proba(x_test)[:, list(clf.classes_).index(1)].tolist()
 
 
+#: Channel perturbations for ``--copies`` (app/encoder/augment.py recipes): room, background noise and level, the
+#: same for bona fide and spoof clips. No speed or pitch change: its resampling and phase vocoder would put
+#: vocoder-like artefacts into real speech.
+CHANNEL_PLAN = ("room+noise", "noise", "room", "gain+noise")
+
+
+def perturbed_units(encoder, examples, n: int, noise_dir=None, plan=CHANNEL_PLAN) -> list[list]:
+    """Units of ``n`` channel-perturbed copies of each example's audio (seeded by the clip's samples)."""
+    from app.encoder import augment
+    from app.training import clip_seed
+
+    out = []
+    for e in examples:
+        wav = prepare(e.audio).wav
+        rng = np.random.default_rng(clip_seed(wav))
+        with torch.no_grad():
+            out.append([encoder(w) for w in augment.copies(wav, n, rng, noise_dir, plan)])
+    return out
+
+
+def swap_in_copies(copies: dict[int, list]):
+    """An ``augment`` hook for :func:`app.training.fit`: each epoch a training sequence is replaced by one of
+    ``copies[id(units)]`` or kept, at random (as many rows per epoch as without copies)."""
+    def fn(u, rng: np.random.Generator):
+        options = copies.get(id(u))
+        if not options:
+            return u
+        k = int(rng.integers(len(options) + 1))
+        return u if k == len(options) else options[k]
+    return fn
+
+
 def fold_indices(labels: list[int], fams: list[str], family: str, cap: int, seed: int) -> list[int]:
     """Clips of a split a fold trains on: every clip not of ``family``, at most ``cap`` (stratified by label)."""
     keep = [i for i, f in enumerate(fams) if f != family]
@@ -123,7 +155,21 @@ def setup_of(args, variant: str) -> dict:
     """What makes two runs' folds comparable (folds of another set-up are never mixed into the pooled figure)."""
     return {"variant": variant, "max_train": args.max_train, "max_val": args.max_val, "epochs": args.epochs,
             "lr": args.lr, "patience": args.patience, "max_minutes": args.max_minutes, "seed": args.seed,
-            "unit_dropout": args.unit_dropout}
+            "unit_dropout": args.unit_dropout, "copies": args.copies}
+
+
+#: Set-up keys added later, with the value an older run had.
+SETUP_DEFAULTS = {"unit_dropout": 0.0, "copies": 0}
+
+
+def same_setup(old: dict, setup: dict) -> bool:
+    """Whether an earlier run's folds (``old``, a fake.json) were trained as ``setup`` trains them; a run without a
+    recorded set-up (older files) is compared by its variant and budget."""
+    if "setup" not in old:
+        b = old.get("budget", {})
+        return old.get("variant") == setup["variant"] and all(b.get(k) == setup[k] for k in
+                                                               ("max_train", "max_val", "epochs", "seed"))
+    return {**SETUP_DEFAULTS, **old["setup"]} == {**SETUP_DEFAULTS, **setup}
 
 
 def shipped_variant(prompts: Path) -> str:
@@ -156,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap of each fold's training")
     ap.add_argument("--unit-dropout", type=float, default=0.0,
                     help="drop this share of each training sequence's units in every epoch (0: none)")
+    ap.add_argument("--copies", type=int, default=0,
+                    help="channel-perturbed copies of each training clip (CHANNEL_PLAN), swapped in at random")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baselines-only", action="store_true", help="score only the two probes (no prompt training)")
@@ -188,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     test_units, test_y, test_f, test_x = data["test"]
     real = [i for i, y in enumerate(test_y) if y == 0]
     setup = setup_of(args, variant)
+    train_examples = split_examples(task, "train", 0, args.seed)
+    train_copies: dict[int, list] = {}
     result: dict = {"command": "python -m recipes.build.fake_families " + " ".join(argv or sys.argv[1:]),
                     "backbone": bb.fingerprint, "backbone_id": bb.id, "variant": variant,
                     "date": time.strftime("%Y-%m-%d"),
@@ -203,8 +253,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.baselines_only:  # the prompt's folds are not rerun: keep them as they were
                 result.update({k: old[k] for k in ("command", "date", "variant", "budget", "setup", "held_out",
                                                    "seen", "seen_prompt") if k in old})
-            elif old.get("setup", {"variant": old.get("variant")}) == setup or (
-                    "setup" not in old and old.get("variant") == variant):
+            elif same_setup(old, setup):
                 result["held_out"] = {k: v for k, v in old.get("held_out", {}).items() if k not in args.families}
             for k in BASELINES:  # the probes do not depend on the prompt's set-up
                 rows = old.get("baselines", {}).get(k, {}).get("held_out", {})
@@ -229,11 +278,20 @@ def main(argv: list[str] | None = None) -> None:
             continue
         train = [(data["train"][0][i], data["train"][1][i]) for i in picked["train"]]
         val = [(data["val"][0][i], data["val"][1][i]) for i in picked["val"]]
+        augment = drop_units(args.unit_dropout) if args.unit_dropout > 0 else None
+        if args.copies:
+            todo = [i for i in picked["train"] if i not in train_copies]
+            if todo:
+                t0 = time.time()
+                made = perturbed_units(bb.encoder, [train_examples[i] for i in todo], args.copies, NOISE_DIR)
+                train_copies.update(zip(todo, made))
+                log(f"  {family}: {args.copies} perturbed copies of {len(todo)} clips in {time.time() - t0:.0f} s")
+            swap = swap_in_copies({id(data["train"][0][i]): train_copies[i] for i in picked["train"]})
+            augment = swap if augment is None else (lambda u, rng, a=augment: a(swap(u, rng), rng))
         torch.manual_seed(args.seed)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
-                          seed=args.seed, max_seconds=args.max_minutes * 60,
-                          augment=drop_units(args.unit_dropout) if args.unit_dropout > 0 else None)
+                          seed=args.seed, max_seconds=args.max_minutes * 60, augment=augment)
         cpu0 = time.process_time()
         # the library's one training flow with train_prompts' settings (random verbalizer start, validation split)
         prompt, res = train_task(bb.lm, info, FAMILY_VARIANTS[variant], train, val, cfg,
