@@ -47,7 +47,7 @@ from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 #: a name wins where it has one.
 FAMILY_VARIANTS: dict[str, PromptConfig] = {
     **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
-    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in SHIPPABLE},
+    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in SHIPPABLE if not k.endswith("_mean")},
 }
 FAMILY_VARIANTS.update({k: v for k, v in PROMPT_VARIANTS.items() if k in FAMILY_VARIANTS or k.endswith("_mean")})
 #: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
