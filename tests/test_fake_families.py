@@ -15,11 +15,6 @@ from recipes.common.tasks import FAKE_FAMILIES
 FAMS = list(FAKE_FAMILIES)
 
 
-def test_pooled_stats_are_mean_then_std_over_time():
-    feats = torch.tensor([[1.0, 10.0], [3.0, 10.0]])
-    assert ff.pooled_stats(feats).tolist() == [2.0, 10.0, 1.0, 0.0]
-
-
 def test_a_fold_never_trains_on_its_family_and_keeps_label_proportions():
     labels = [0] * 40 + [1] * 50
     fams = [""] * 40 + [f for f in FAMS for _ in range(10)]
@@ -39,15 +34,16 @@ def test_pooled_eer_puts_the_folds_scores_together():
 
 def test_the_probe_scores_p_spoof_not_p_bonafide():
     rng = np.random.default_rng(0)
-    x = np.concatenate([rng.normal(0, 1, (40, 3)), rng.normal(4, 1, (40, 3))])
-    y = [0] * 40 + [1] * 40
-    p = ff.probe_scores(x, y, np.array([[0.0, 0, 0], [4.0, 4, 4]]))
-    assert p[0] < 0.1 and p[1] > 0.9
+    x = {s: np.concatenate([rng.normal(0, 1, (40, 3)), rng.normal(4, 1, (40, 3))]) for s in ("train", "val")}
+    y = {s: [0] * 40 + [1] * 40 for s in ("train", "val")}
+    p, c = ff.probe_scores(x, y, np.array([[0.0, 0, 0], [4.0, 4, 4]]))
+    assert p[0] < 0.5 < p[1] and c > 0
 
 
 def test_mean_variants_read_the_mean_and_the_shipped_variant_is_recognised(tmp_path):
     assert ff.FAMILY_VARIANTS["v2_units_mean"].read_at == "mean"
     assert ff.FAMILY_VARIANTS["v2_units"].read_at == "separator"
+    assert ff.FAMILY_VARIANTS["v2_mean"] == ff.PROMPT_VARIANTS["v2_mean"]  # train_prompts' definition wins
     assert not ff.FAMILY_VARIANTS["v2_units_mean"].prosody and ff.FAMILY_VARIANTS["v2_mean"].prosody
     assert ff.shipped_variant(tmp_path) == "v2_units"  # nothing shipped
     (tmp_path / "fake").mkdir()
@@ -120,7 +116,7 @@ def toy_task(monkeypatch):
         splits[split] = (speakers, {"encoder": x, "mfcc": -x, "labels": labels})
     monkeypatch.setattr(ff.Backbone, "load", staticmethod(lambda *a, **k: SimpleNamespace(
         fingerprint="fp", id="bb", encoder=None, encoder_fingerprint="efp")))
-    monkeypatch.setattr(ff, "split_features", lambda enc, fp, task, split, cache, seed=0: splits[split][1])
+    monkeypatch.setattr(ff, "split_features", lambda enc, fp, task, split, ucache, cache, seed=0: splits[split][1])
     monkeypatch.setattr(ff, "split_examples", lambda task, split, cap=0, seed=0: [
         SimpleNamespace(speaker=s) for s in splits[split][0]])
     monkeypatch.setattr(ff, "spoof_family", lambda s: "" if s == "real" else s)

@@ -10,8 +10,8 @@ shipped one (same budget, seed and early stopping; the variant, the epochs and t
 training split without that family, then scored on the test split's real clips against that family's test spoofs
 (its test voices; EER). The same fold's clips train two baselines (probes, never shipped): MFCC statistics + LR
 (train_prompts' ``mfcc`` features) and "encoder pooled + LR" (mean and std over time of the frames the k-means
-quantizes, ``backbone.encoder.features``), both a standardised logistic regression fitted on the fold's training and
-validation clips. The pooled EER puts the held-out scores of all folds together (each fold's real clips and
+quantizes, ``backbone.encoder.features``: train_prompts' ``pooled``), both train_prompts' standardised logistic
+regression (C picked on the fold's validation clips, then refit on its training and validation clips). The pooled EER puts the held-out scores of all folds together (each fold's real clips and
 held-out spoofs). The shipped prompt, which heard every family, is scored per family too. Writes
 docs/results/families/fake.json and the fake section of docs/RESULTS.md; then
 ``python -m recipes.build.train_prompts --cards-only`` copies the figures into prompts/fake/task.json. Details:
@@ -36,20 +36,19 @@ from app.prompt_files import load_prompt
 from app.prompting import PromptConfig, TaskInfo
 from app.settings import NOISE_DIR, ROOT
 from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
-from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, mfcc_features
+from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, fit_lr, mfcc_features
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
-                                    split_examples, write_family_section)
+                                    pooled_features, split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
-#: Prompt variants a fold can train: the shippable ones, and each of them reading the clip's mean next-token
-#: distribution instead of the separator's (``read_at="mean"``, docs/FEWSHOT.md); train_prompts' own definition of
-#: a name wins where it has one.
+#: Prompt variants a fold can train: train_prompts' shippable ones, and its two separator variants reading the
+#: clip's mean next-token distribution instead (``read_at="mean"``, docs/FEWSHOT.md); train_prompts' own definition
+#: of a name (its ``v2_mean``) wins.
 FAMILY_VARIANTS: dict[str, PromptConfig] = {
+    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in ("v2", "v2_units")},
     **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
-    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in SHIPPABLE if not k.endswith("_mean")},
 }
-FAMILY_VARIANTS.update({k: v for k, v in PROMPT_VARIANTS.items() if k in FAMILY_VARIANTS or k.endswith("_mean")})
 #: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
 BASELINES = {"mfcc_lr": "MFCC + LR", "encoder_pooled_lr": "encoder pooled + LR"}
 
@@ -70,47 +69,33 @@ def pooled_eer(rows: list[dict]) -> float:
     return round(eer(s_real + s_spoof, [False] * len(s_real) + [True] * len(s_spoof)), 4)
 
 
-def pooled_stats(feats: torch.Tensor) -> np.ndarray:
-    """Mean and standard deviation over time of frame features ``(frames, dim)``: one ``2 * dim`` vector."""
-    feats = feats.float()
-    return torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy()
-
-
-def split_features(encoder, fingerprint: str, task, split: str, cache: Path, seed: int = 0) -> dict[str, np.ndarray]:
-    """The baselines' inputs for every clip of a split (uncapped, in :func:`split_examples` order): ``encoder``
-    (pooled encoder features, :func:`pooled_stats` of ``encoder.features``) and ``mfcc`` (train_prompts'
-    MFCC statistics), cached under the encoder's fingerprint."""
-    examples = split_examples(task, split, 0, seed)
-    labels = np.array([task.labels.index(e.label) for e in examples])
-    path = cache / fingerprint / f"{task.id}_{split}_features.npz"
+def split_features(encoder, fingerprint: str, task, split: str, units_cache: Path, cache: Path,
+                   seed: int = 0) -> dict[str, np.ndarray]:
+    """The probes' inputs for every clip of a split (uncapped, in :func:`split_examples` order): ``encoder``
+    (mean and std over time of ``encoder.features``: train_prompts' ``pooled`` baseline, cached with the units
+    under the encoder's fingerprint) and ``mfcc`` (train_prompts' MFCC statistics, cached in ``cache``)."""
+    enc, labels = pooled_features(encoder, fingerprint, task, split, units_cache, 0, seed)
+    labels = np.array(labels)
+    path = cache / f"{task.id}_{split}_mfcc.npz"
+    mfcc = None
     if path.is_file():
         with np.load(path) as z:
-            if np.array_equal(z["labels"], labels) and len(z["encoder"]) == len(examples):
-                return {"encoder": z["encoder"], "mfcc": z["mfcc"], "labels": labels}
-    t0 = time.time()
-    enc = []
-    for i, e in enumerate(examples):
-        with torch.no_grad():
-            enc.append(pooled_stats(encoder.features(prepare(e.audio).wav)))
-        if i and i % 500 == 0:
-            log(f"    {task.id}/{split}: features {i}/{len(examples)}")
-    out = {"encoder": np.stack(enc).astype(np.float32), "mfcc": mfcc_features(examples).astype(np.float32),
-           "labels": labels}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, **out)
-    log(f"  {task.id}/{split}: features of {len(examples)} clips in {time.time() - t0:.0f} s")
-    return out
+            if np.array_equal(z["labels"], labels):
+                mfcc = z["mfcc"]
+    if mfcc is None:
+        t0 = time.time()
+        mfcc = mfcc_features(split_examples(task, split, 0, seed)).astype(np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, mfcc=mfcc, labels=labels)
+        log(f"  {task.id}/{split}: MFCC statistics of {len(labels)} clips in {time.time() - t0:.0f} s")
+    return {"encoder": np.asarray(enc, dtype=np.float32), "mfcc": mfcc, "labels": labels}
 
 
-def probe_scores(x_train: np.ndarray, y_train: list[int], x_test: np.ndarray, seed: int = 0) -> list[float]:
-    """P(spoof) of a standardised logistic regression (train_prompts' MFCC baseline's settings) on ``x_test``."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
-    clf.fit(x_train, y_train)
-    return clf.predict_proba(x_test)[:, list(clf.classes_).index(1)].tolist()
+def probe_scores(x: dict[str, np.ndarray], y: dict[str, list[int]], x_test: np.ndarray) -> tuple[list[float], float]:
+    """P(spoof) on ``x_test`` of train_prompts' probe: a standardised logistic regression, C picked on ``x["val"]``
+    then refit on train + val (:func:`recipes.build.train_prompts.fit_lr`); and the C chosen."""
+    clf, _ = fit_lr(x, y)
+    return clf.predict_proba(x_test)[:, list(clf.classes_).index(1)].tolist(), float(clf[-1].C)
 
 
 #: Channel perturbations for ``--copies`` (app/encoder/augment.py recipes): room, background noise and level, the
@@ -192,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompts", type=Path, default=ROOT / "prompts")
     ap.add_argument("--cache", type=Path, default=WORK / "units")
     ap.add_argument("--features-cache", type=Path, default=WORK / "families",
-                    help="the baselines' per-clip features (encoder pooled, MFCC), per encoder fingerprint")
+                    help="the MFCC probe's per-clip features (the encoder's are cached with the units)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--max-train", type=int, default=1000)
     ap.add_argument("--max-val", type=int, default=300)
@@ -227,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.baselines_only:
             units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, 0, args.seed)
         feats = None if args.no_baselines else split_features(bb.encoder, bb.encoder_fingerprint, task, split,
-                                                               args.features_cache, args.seed)
+                                                               args.cache, args.features_cache, args.seed)
         if labels is None:
             labels = feats["labels"].tolist()
         fams = [spoof_family(e.speaker) for e in split_examples(task, split, 0, args.seed)]
@@ -264,12 +249,11 @@ def main(argv: list[str] | None = None) -> None:
         picked = {split: fold_indices(data[split][1], data[split][2], family, cap, args.seed)
                   for split, cap in (("train", args.max_train), ("val", args.max_val))}
         if not args.no_baselines:
-            fit = picked["train"] + [len(data["train"][1]) + i for i in picked["val"]]
-            y_fit = [data["train"][1][i] for i in picked["train"]] + [data["val"][1][i] for i in picked["val"]]
+            y_fit = {s: [data[s][1][i] for i in picked[s]] for s in ("train", "val")}
             for key, feat in (("mfcc_lr", "mfcc"), ("encoder_pooled_lr", "encoder")):
-                x_all = np.concatenate([data["train"][3][feat], data["val"][3][feat]])
-                p = probe_scores(x_all[fit], y_fit, test_x[feat], args.seed)
-                row = {**fold_scores(p, real, spoofs), "train_clips": len(fit),
+                x_fit = {s: data[s][3][feat][picked[s]] for s in ("train", "val")}
+                p, c = probe_scores(x_fit, y_fit, test_x[feat])
+                row = {**fold_scores(p, real, spoofs), "train_clips": len(picked["train"]) + len(picked["val"]), "C": c,
                        "scores_real": [round(p[i], 5) for i in real],
                        "scores_spoofs": [round(p[i], 5) for i in spoofs]}
                 result["baselines"][key]["held_out"][family] = row
