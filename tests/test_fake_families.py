@@ -79,6 +79,9 @@ def test_results_section_shows_the_probes_beside_the_prompt_and_the_targets():
     r["held_out"]["vocoded"]["eer"] = 0.2
     assert "| EER <= 0.15 on each held-out family | worst 0.200 | no |" in "\n".join(results.family_lines(r, "fp"))
     assert results.family_lines(r, "another backbone") == []
+    assert "copies" not in "\n".join(results.family_lines(r, "fp"))
+    r["setup"] = {"copies": 2}
+    assert "seed 0; 2 channel-perturbed copies of each training clip" in "\n".join(results.family_lines(r, "fp"))
 
 
 def test_probes_alone_make_a_section_and_an_incomplete_run_never_meets_the_target():

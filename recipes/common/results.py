@@ -187,11 +187,15 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
                                                                            for b in base.values())]
     if r.get("backbone") != fingerprint or not fams:
         return []
-    b = r.get("budget", {})
+    b, setup = r.get("budget", {}), r.get("setup", {})
     lines = [FAMILY_SECTION, "",
              f"Leave-one-family-out: for each family a {r['variant']} prompt is trained like the shipped one "
              f"(at most {b.get('max_train', 1000):,} training clips, {b.get('epochs', 30)} epochs, "
-             f"{b.get('max_minutes', 7):g}-minute cap, seed {b.get('seed', 0)}) on the other four families and the "
+             f"{b.get('max_minutes', 7):g}-minute cap, seed {b.get('seed', 0)}"
+             + (f"; {setup['copies']} channel-perturbed copies of each training clip, one swapped in at random per "
+                "epoch" if setup.get("copies") else "")
+             + (f"; unit dropout {setup['unit_dropout']:g}" if setup.get("unit_dropout") else "")
+             + ") on the other four families and the "
              "real clips, then scored on the test split's real clips (people never heard) against that family's test "
              "spoofs. On the same folds and clips, two probes (baselines, never shipped): MFCC statistics + LR and "
              "encoder pooled + LR (mean and std over time of the encoder frames the k-means quantizes; both a "
