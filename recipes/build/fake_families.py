@@ -33,7 +33,7 @@ from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.metrics import eer
 from app.prompt_files import load_prompt
-from app.prompting import PromptConfig, TaskInfo
+from app.prompting import PromptConfig, PromptError, TaskInfo
 from app.settings import NOISE_DIR, ROOT
 from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, fit_lr, mfcc_features
@@ -301,8 +301,14 @@ def main(argv: list[str] | None = None) -> None:
         if rows:
             b["pooled_eer"] = pooled_eer(rows)
             b["complete"] = len(rows) == len(FAKE_FAMILIES)
+    shipped_prompt = None
     if (shipped_dir / "task.json").is_file() and not args.baselines_only:  # loaded now: it may have been
-        shipped_prompt = load_prompt(shipped_dir, bb.lm.config, bb.fingerprint)  # shipped while the folds ran
+        try:  # shipped while the folds ran
+            shipped_prompt = load_prompt(shipped_dir, bb.lm.config, bb.fingerprint)
+        except PromptError as exc:  # e.g. trained on another backbone: no "family seen" column
+            log(f"shipped fake prompt not scored: {exc}")
+            result["seen"] = {}
+    if shipped_prompt is not None:
         result["seen_prompt"] = {"reads": list(shipped_prompt.reads), "metrics": shipped_prompt.info.metrics}
         p = predict_proba(prompt_logits_fn(bb.lm, shipped_prompt), test_units)[:, 1].tolist()
         for family in FAKE_FAMILIES:
