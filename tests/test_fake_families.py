@@ -103,6 +103,12 @@ def test_the_section_replaces_only_itself_in_the_report(tmp_path):
     assert path.read_text() == f"# R\n\ntable\n\n{results.FAMILY_SECTION}\n\nx\n"
     results.write_family_section(path, [])  # nothing measured on this backbone: the report stays as it is
     assert path.read_text().endswith("x\n")
+    path.write_text(f"# R\n\nBackbone `b` (fingerprint `{'1' * 16}`)\n\n{results.FAMILY_SECTION}\n\nold\n")
+    assert results.report_backbone(path) == "1" * 16
+    assert not results.write_family_section(path, [results.FAMILY_SECTION, "", "new", ""], "2" * 16)
+    assert path.read_text().endswith("old\n")  # a run on another backbone leaves the report's section alone
+    assert results.write_family_section(path, [results.FAMILY_SECTION, "", "new", ""], "1" * 16)
+    assert path.read_text().endswith("new\n")
 
 
 @pytest.fixture

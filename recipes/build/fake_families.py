@@ -4,6 +4,7 @@
     python -m recipes.build.fake_families --variant v2_mean --families neural vocoded --out /tmp/screen.json
     python -m recipes.build.fake_families --baselines-only # only the two probes, every fold (seconds)
     python -m recipes.build.fake_families --report-only    # only rewrite RESULTS.md's fake section from the json
+    python -m recipes.build.fake_families --report-only --out docs/results/families/fake_<fingerprint>.json
 
 For each family of recipes.common.tasks.FAKE_FAMILIES, a prompt is trained exactly as train_prompts trains the
 shipped one (same budget, seed and early stopping; the variant, the epochs and the time cap can be changed) on the
@@ -39,7 +40,7 @@ from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_f
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, fit_lr, mfcc_features
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
-                                    pooled_features, split_examples, write_family_section)
+                                    pooled_features, report_backbone, split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
 #: Prompt variants a fold can train: train_prompts' shippable ones, and its two separator variants reading the
@@ -198,11 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=FAMILIES_FILE)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bb = Backbone.load()
     if args.report_only:
-        write_family_section(RESULTS_MD, family_lines(json.loads(args.out.read_text()), bb.fingerprint))
-        log(f"rewrote the fake section of {RESULTS_MD}")
+        r = json.loads(args.out.read_text())  # a run kept for another backbone is reported as measured
+        done = write_family_section(RESULTS_MD, family_lines(r, r["backbone"]), r["backbone"])
+        log(f"{'rewrote' if done else 'did not rewrite (another backbone)'} the fake section of {RESULTS_MD}")
         return
+    bb = Backbone.load()
     task = TASKS["fake"]
     shipped_dir = args.prompts / "fake"
     variant = args.variant or shipped_variant(args.prompts)
@@ -318,8 +320,9 @@ def main(argv: list[str] | None = None) -> None:
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     log(f"pooled EER on held-out families: prompt {result.get('pooled_eer')}, " + ", ".join(
         f"{BASELINES[k]} {b.get('pooled_eer')}" for k, b in result["baselines"].items()) + f"; wrote {args.out}")
-    if args.out.resolve() == FAMILIES_FILE.resolve():
-        write_family_section(RESULTS_MD, family_lines(result, bb.fingerprint))
+    if args.out.resolve() == FAMILIES_FILE.resolve() and not write_family_section(
+            RESULTS_MD, family_lines(result, bb.fingerprint), bb.fingerprint):
+        log(f"{RESULTS_MD} describes backbone {report_backbone(RESULTS_MD)}: its fake section was left as it is")
 
 
 if __name__ == "__main__":

@@ -249,11 +249,23 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
     return lines + [""]
 
 
-def write_family_section(path: Path, lines: list[str]) -> None:
+def report_backbone(path: Path) -> str | None:
+    """The backbone fingerprint a report (RESULTS.md) names first, None if it names none."""
+    import re
+
+    m = re.search(r"fingerprint `([0-9a-f]{16})`", path.read_text()) if path.is_file() else None
+    return m.group(1) if m else None
+
+
+def write_family_section(path: Path, lines: list[str], fingerprint: str | None = None) -> bool:
     """Put ``lines`` (:func:`family_lines`) in place of the fake section of the report at ``path`` (it runs to the
-    next ``## `` heading or the end), or after the report's end when it has none; nothing when ``lines`` is empty."""
+    next ``## `` heading or the end), or after the report's end when it has none. Nothing when ``lines`` is empty or
+    when the report is about another backbone than ``fingerprint`` (given): a run on a new backbone does not
+    replace the section of the backbone the rest of the report describes. True if written."""
     if not lines or not path.is_file():
-        return
+        return False
+    if fingerprint is not None and report_backbone(path) not in (None, fingerprint):
+        return False
     old = path.read_text().split("\n")
     start = next((i for i, line in enumerate(old) if line.strip() == FAMILY_SECTION), None)
     if start is None:
@@ -262,3 +274,4 @@ def write_family_section(path: Path, lines: list[str]) -> None:
         end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
         new = old[:start] + lines + old[end:]
     path.write_text("\n".join(new))
+    return True
