@@ -46,10 +46,9 @@ def test_mean_variants_read_the_mean_and_the_shipped_variant_is_recognised(tmp_p
     assert ff.FAMILY_VARIANTS["v2_mean"] == ff.PROMPT_VARIANTS["v2_mean"]  # train_prompts' definition wins
     assert not ff.FAMILY_VARIANTS["v2_units_mean"].prosody and ff.FAMILY_VARIANTS["v2_mean"].prosody
     assert ff.shipped_variant(tmp_path) == "v2_units"  # nothing shipped
-    (tmp_path / "fake").mkdir()
-    (tmp_path / "fake" / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units"], "read_at": "mean"}}))
+    (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units"], "read_at": "mean"}}))
     assert ff.shipped_variant(tmp_path) == "v2_units_mean"
-    (tmp_path / "fake" / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units", "duration"]}}))
+    (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units", "duration"]}}))
     assert ff.shipped_variant(tmp_path) == "v2"
 
 

@@ -158,14 +158,17 @@ def same_setup(old: dict, setup: dict) -> bool:
     return {**SETUP_DEFAULTS, **old["setup"]} == {**SETUP_DEFAULTS, **setup}
 
 
-def shipped_variant(prompts: Path) -> str:
-    """The variant of the prompt shipped in ``prompts/fake`` (v2_units when there is none)."""
-    path = prompts / "fake" / "task.json"
+def shipped_variant(folder: Path) -> str:
+    """The variant of the prompt shipped in ``folder`` (prompts/fake), told apart by what its verbalizer reads and
+    where (v2_units when none is shipped)."""
+    path = folder / "task.json"
     if not path.is_file():
         return "v2_units"
     verb = json.loads(path.read_text())["verbalizer"]
-    name = "v2" if len(verb.get("reads", ["units"])) > 1 else "v2_units"
-    return name + ("_mean" if verb.get("read_at", "separator") == "mean" else "")
+    units_only = len(verb.get("reads", ["units"])) == 1
+    if verb.get("read_at", "separator") == "mean":
+        return "v2_units_mean" if units_only else "v2_mean"
+    return "v2_units" if units_only else "v2"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     bb = Backbone.load()
     task = TASKS["fake"]
     shipped_dir = args.prompts / "fake"
-    variant = args.variant or shipped_variant(args.prompts)
+    variant = args.variant or shipped_variant(shipped_dir)
     data = {}
     for split in ("train", "val", "test"):  # train and val uncapped here: each fold caps after leaving a family out
         units = labels = None
