@@ -12,9 +12,10 @@ training split without that family, then scored on the test split's real clips a
 (its test voices; EER). The same fold's clips train two baselines (probes, never shipped): MFCC statistics + LR
 (train_prompts' ``mfcc`` features) and "encoder pooled + LR" (mean and std over time of the frames the k-means
 quantizes, ``backbone.encoder.features``: train_prompts' ``pooled``), both train_prompts' standardised logistic
-regression (C picked on the fold's validation clips, then refit on its training and validation clips). The pooled EER puts the held-out scores of all folds together (each fold's real clips and
-held-out spoofs). The shipped prompt, which heard every family, is scored per family too. Writes
-docs/results/families/fake.json and the fake section of docs/RESULTS.md; then
+regression (C picked on the fold's validation clips, then refit on its training and validation clips). The pooled
+EER puts the held-out scores of all folds together (each fold's real clips and held-out spoofs). The shipped
+prompt, which heard every family, is scored per family too (when it was trained on this backbone). Writes
+docs/results/families/fake.json and, when docs/RESULTS.md is about the same backbone, its fake section; then
 ``python -m recipes.build.train_prompts --cards-only`` copies the figures into prompts/fake/task.json. Details:
 docs/RECIPES.md#fake_families, what was tried: docs/FAKE.md.
 """
@@ -258,7 +259,8 @@ def main(argv: list[str] | None = None) -> None:
             for key, feat in (("mfcc_lr", "mfcc"), ("encoder_pooled_lr", "encoder")):
                 x_fit = {s: data[s][3][feat][picked[s]] for s in ("train", "val")}
                 p, c = probe_scores(x_fit, y_fit, test_x[feat])
-                row = {**fold_scores(p, real, spoofs), "train_clips": len(picked["train"]) + len(picked["val"]), "C": c,
+                row = {**fold_scores(p, real, spoofs), "C": c,
+                       "train_clips": len(picked["train"]) + len(picked["val"]),
                        "scores_real": [round(p[i], 5) for i in real],
                        "scores_spoofs": [round(p[i], 5) for i in spoofs]}
                 result["baselines"][key]["held_out"][family] = row

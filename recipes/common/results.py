@@ -199,7 +199,8 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
              "real clips, then scored on the test split's real clips (people never heard) against that family's test "
              "spoofs. On the same folds and clips, two probes (baselines, never shipped): MFCC statistics + LR and "
              "encoder pooled + LR (mean and std over time of the encoder frames the k-means quantizes; both a "
-             "standardised logistic regression, C picked on the fold's validation clips, refit on training + validation). "
+             "standardised logistic regression, C picked on the fold's validation clips, refit on training + "
+             "validation). "
              "The last column is "
              "the shipped prompt, trained on all five families (test voices still unseen where the family has "
              f"enough voices). Backbone `{r.get('backbone_id', '')}` (fingerprint `{r['backbone']}`). "
@@ -241,7 +242,7 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
         if r.get("pooled_eer") is not None:
             lines.append(f"| pooled EER <= {FAMILY_TARGETS['pooled']:.2f} | {r['pooled_eer']:.3f} | "
                          f"{'yes' if r['pooled_eer'] <= FAMILY_TARGETS['pooled'] else 'no'} |")
-        lines += ["", f"Each fold's training stops after {b.get('epochs', 30)} epochs, {r.get('setup', {}).get('patience', 8)} "
+        lines += ["", f"Each fold's training stops after {b.get('epochs', 30)} epochs, {setup.get('patience', 8)} "
                   "epochs without a better validation accuracy, or at the wall-clock cap; on a busy machine the cap "
                   "comes after fewer epochs (epochs column; CPU seconds measure the work done)."]
         if not r.get("complete"):
