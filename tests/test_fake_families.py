@@ -178,3 +178,16 @@ def test_perturbed_copies_change_the_channel_only_and_are_seeded_by_the_clip():
     base = ff.prepare(clip.audio).wav
     assert all(c.numel() == base.numel() for c in first[0])  # no speed change: the length is kept
     assert not any(torch.allclose(c, base, atol=1e-3) for c in first[0])
+
+
+def test_card_figures_come_only_from_a_complete_run_on_the_prompts_backbone(tmp_path):
+    path = tmp_path / "fake.json"
+    r = _run({f: 0.1 for f in FAMS}, {})
+    r["held_out"]["vocoded"]["eer"] = 0.3
+    path.write_text(json.dumps(r))
+    m = results.unseen_family_metrics(path)
+    assert m["unseen_family_eer"] == 0.08 and m["unseen_family_eer_worst"] == 0.3
+    assert results.unseen_family_metrics(path, "fp") == m
+    assert results.unseen_family_metrics(path, "another backbone") == {}
+    path.write_text(json.dumps({**r, "complete": False}))
+    assert results.unseen_family_metrics(path, "fp") == {}

@@ -129,13 +129,14 @@ def task_card(task, metrics: dict, cap: int = 0, seed: int = 0) -> dict:
     return TaskCard.from_json(card.to_json(), metrics).to_json()
 
 
-def unseen_family_metrics(path: Path = FAMILIES_FILE) -> dict:
+def unseen_family_metrics(path: Path = FAMILIES_FILE, fingerprint: str | None = None) -> dict:
     """What prompts/fake/task.json carries from a complete leave-one-family-out run: ``unseen_family_eer`` (pooled
-    over the folds), ``unseen_family_eer_worst`` and each family's ``unseen_family_eer_<family>``; {} before."""
+    over the folds), ``unseen_family_eer_worst`` and each family's ``unseen_family_eer_<family>``; {} before, and {}
+    when ``fingerprint`` (the prompt's backbone) is given and the run was measured on another backbone."""
     if not path.is_file():
         return {}
     r = json.loads(path.read_text())
-    if not r.get("complete"):
+    if not r.get("complete") or (fingerprint is not None and r.get("backbone") != fingerprint):
         return {}
     per = {f: r["held_out"][f]["eer"] for f in FAKE_FAMILIES}
     return {"unseen_family_eer": r["pooled_eer"], "unseen_family_eer_worst": max(per.values()),
