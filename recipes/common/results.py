@@ -247,7 +247,9 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
                   "epochs without a better validation accuracy, or at the wall-clock cap; on a busy machine the cap "
                   "comes after fewer epochs (epochs column; CPU seconds measure the work done)."]
         if not r.get("complete"):
-            lines += ["", "Not every family has been held out yet: the pooled figure covers those listed."]
+            lines += ["", f"Not every family has been held out yet: the prompt's pooled figure covers the "
+                      f"{len(r['held_out'])} families it has a fold for; the probes' pooled figures cover the "
+                      "families they have."]
     return lines + [""]
 
 
