@@ -129,13 +129,14 @@ def task_card(task, metrics: dict, cap: int = 0, seed: int = 0) -> dict:
     return TaskCard.from_json(card.to_json(), metrics).to_json()
 
 
-def unseen_family_metrics(path: Path = FAMILIES_FILE) -> dict:
+def unseen_family_metrics(path: Path = FAMILIES_FILE, fingerprint: str | None = None) -> dict:
     """What prompts/fake/task.json carries from a complete leave-one-family-out run: ``unseen_family_eer`` (pooled
-    over the folds), ``unseen_family_eer_worst`` and each family's ``unseen_family_eer_<family>``; {} before."""
+    over the folds), ``unseen_family_eer_worst`` and each family's ``unseen_family_eer_<family>``; {} before, and {}
+    when ``fingerprint`` (the prompt's backbone) is given and the run was measured on another backbone."""
     if not path.is_file():
         return {}
     r = json.loads(path.read_text())
-    if not r.get("complete"):
+    if not r.get("complete") or (fingerprint is not None and r.get("backbone") != fingerprint):
         return {}
     per = {f: r["held_out"][f]["eer"] for f in FAKE_FAMILIES}
     return {"unseen_family_eer": r["pooled_eer"], "unseen_family_eer_worst": max(per.values()),
@@ -165,3 +166,116 @@ def load_results(bb: Backbone) -> dict:
         out[path.stem] = r
     order = list(TASKS)
     return dict(sorted(out.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+
+
+#: The report the fake section lives in (train_prompts writes the rest of it).
+RESULTS_MD = DOCS / "RESULTS.md"
+FAMILY_SECTION = "## fake: synthesizer families never seen in training"
+#: The issue's targets for the fake prompt on spoof families never seen in training (EER, lower is better).
+FAMILY_TARGETS = {"each held-out family": 0.15, "pooled": 0.10}
+
+
+def _cell(x: float | None) -> str:
+    return "" if x is None else f"{x:.3f}"
+
+
+def family_lines(r: dict, fingerprint: str) -> list[str]:
+    """RESULTS.md's section on the fake task's leave-one-family-out run ``r`` (docs/results/families/fake.json):
+    per held-out family the prompt's EER beside the two probes' (MFCC + LR, encoder pooled + LR) on the same folds,
+    and the targets; empty when ``r`` was measured on another backbone than ``fingerprint`` or has no fold."""
+    base = r.get("baselines", {})
+    fams = [f for f in FAKE_FAMILIES if f in r.get("held_out", {}) or any(f in b.get("held_out", {})
+                                                                           for b in base.values())]
+    if r.get("backbone") != fingerprint or not fams:
+        return []
+    b, setup = r.get("budget", {}), r.get("setup", {})
+    lines = [FAMILY_SECTION, "",
+             f"Leave-one-family-out: for each family a {r['variant']} prompt is trained like the shipped one "
+             f"(at most {b.get('max_train', 1000):,} training clips, {b.get('epochs', 30)} epochs, "
+             f"{b.get('max_minutes', 7):g}-minute cap, seed {b.get('seed', 0)}"
+             + (f"; {setup['copies']} channel-perturbed copies of each training clip, one swapped in at random per "
+                "epoch" if setup.get("copies") else "")
+             + (f"; unit dropout {setup['unit_dropout']:g}" if setup.get("unit_dropout") else "")
+             + ") on the other four families and the "
+             "real clips, then scored on the test split's real clips (people never heard) against that family's test "
+             "spoofs. On the same folds and clips, two probes (baselines, never shipped): MFCC statistics + LR and "
+             "encoder pooled + LR (mean and std over time of the encoder frames the k-means quantizes; both a "
+             "standardised logistic regression, C picked on the fold's validation clips, refit on training + "
+             "validation). "
+             "The last column is "
+             "the shipped prompt, trained on all five families (test voices still unseen where the family has "
+             f"enough voices). Backbone `{r.get('backbone_id', '')}` (fingerprint `{r['backbone']}`). "
+             f"Command: `{r['command'].strip()}` ({r['date']})"
+             + "".join(f"; probes: `{c}`" for c in sorted({b.get("command", "").strip() for b in base.values()})
+                       if c and c != r["command"].strip())
+             + "; data: `python -m recipes.build.tasks --build fake`. What was tried to make the prompt generalise: "
+             "[FAKE.md](FAKE.md).",
+             "", "| held-out family | test voices | test spoofs | EER, prompt (family never seen) | EER, MFCC + LR | "
+             "EER, encoder pooled + LR | spoofs passed as real (prompt, p < 0.5) | real called spoof (prompt) | "
+             "epochs (train s wall / CPU) | EER, shipped prompt (family seen) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for fam in fams:
+        row = r.get("held_out", {}).get(fam, {})
+        voices = ", ".join(v for _, v in FAKE_FAMILIES[fam]["test"]) if fam != "formant" else \
+            f"{len(FAKE_FAMILIES[fam]['test'])} espeak-ng variants"
+        probes = [base.get(k, {}).get("held_out", {}).get(fam, {}) for k in ("mfcc_lr", "encoder_pooled_lr")]
+        n = row.get("spoofs") or next((p["spoofs"] for p in probes if p), "")
+        seen = r.get("seen", {}).get(fam, {}).get("eer")
+        cpu = row.get("train_cpu_seconds")
+        run = f"{row['epochs_run']} ({row.get('train_seconds', '')}{'' if cpu is None else f' / {cpu}'})" \
+            if row else ""
+        lines.append(f"| {fam} | {voices} | {n} | {_cell(row.get('eer'))} | {_cell(probes[0].get('eer'))} | "
+                     f"{_cell(probes[1].get('eer'))} | "
+                     f"{'' if not row else format(row['spoofs_passed_as_real'], '.1%')} | "
+                     f"{'' if not row else format(row['real_called_spoof'], '.1%')} | {run} | {_cell(seen)} |")
+    pooled = [r.get("pooled_eer"), base.get("mfcc_lr", {}).get("pooled_eer"),
+              base.get("encoder_pooled_lr", {}).get("pooled_eer")]
+    seen_all = r.get("seen", {}).get("all", {}).get("eer")
+    total = sum(x["spoofs"] for x in r.get("held_out", {}).values()) or ""
+    lines.append(f"| **pooled** | | {total} | **{_cell(pooled[0])}** | {_cell(pooled[1])} | {_cell(pooled[2])} | | | | "
+                 f"{_cell(seen_all)} |")
+    if r.get("held_out"):
+        worst = max(x["eer"] for x in r["held_out"].values())
+        each = FAMILY_TARGETS["each held-out family"]
+        lines += ["", "| target (the prompt) | measured | met |", "|---|---|---|",
+                  f"| EER <= {each:.2f} on each held-out family | worst {worst:.3f} | "
+                  f"{'yes' if worst <= each and r.get('complete') else 'no'} |"]
+        if r.get("pooled_eer") is not None:
+            lines.append(f"| pooled EER <= {FAMILY_TARGETS['pooled']:.2f} | {r['pooled_eer']:.3f} | "
+                         f"{'yes' if r['pooled_eer'] <= FAMILY_TARGETS['pooled'] else 'no'} |")
+        lines += ["", f"Each fold's training stops after {b.get('epochs', 30)} epochs, {setup.get('patience', 8)} "
+                  "epochs without a better validation accuracy, or at the wall-clock cap; on a busy machine the cap "
+                  "comes after fewer epochs (epochs column; CPU seconds measure the work done)."]
+        if not r.get("complete"):
+            lines += ["", f"Not every family has been held out yet: the prompt's pooled figure covers the "
+                      f"{len(r['held_out'])} families it has a fold for; the probes' pooled figures cover the "
+                      "families they have."]
+    return lines + [""]
+
+
+def report_backbone(path: Path) -> str | None:
+    """The backbone fingerprint a report (RESULTS.md) names first, None if it names none."""
+    import re
+
+    m = re.search(r"fingerprint `([0-9a-f]{16})`", path.read_text()) if path.is_file() else None
+    return m.group(1) if m else None
+
+
+def write_family_section(path: Path, lines: list[str], fingerprint: str | None = None) -> bool:
+    """Put ``lines`` (:func:`family_lines`) in place of the fake section of the report at ``path`` (it runs to the
+    next ``## `` heading or the end), or after the report's end when it has none. Nothing when ``lines`` is empty or
+    when the report is about another backbone than ``fingerprint`` (given): a run on a new backbone does not
+    replace the section of the backbone the rest of the report describes. True if written."""
+    if not lines or not path.is_file():
+        return False
+    if fingerprint is not None and report_backbone(path) not in (None, fingerprint):
+        return False
+    old = path.read_text().split("\n")
+    start = next((i for i, line in enumerate(old) if line.strip() == FAMILY_SECTION), None)
+    if start is None:
+        new = old + ([""] if old and old[-1] else []) + lines
+    else:
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+        new = old[:start] + lines + old[end:]
+    path.write_text("\n".join(new))
+    return True
