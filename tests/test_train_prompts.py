@@ -99,8 +99,8 @@ def test_unseen_family_figures_and_table_come_from_a_complete_run(tmp_path, monk
     assert m["unseen_family_eer_neural"] == 0.16
     monkeypatch.setattr(train_prompts, "FAMILIES_FILE", path)
     text = "\n".join(train_prompts.family_lines(SimpleNamespace(fingerprint="fp")))
-    assert "| neural | " in text and "| 0.160 | 30.0% | 10.0% | 6 (420.0) | 0.010 |" in text
-    assert "| **pooled** | | 50 | **0.120** | | | | 0.020 |" in text
+    assert "| neural | " in text and "| 0.160 |  |  | 30.0% | 10.0% | 6 (420.0) | 0.010 |" in text
+    assert "| **pooled** | | 50 | **0.120** |  |  | | | | 0.020 |" in text
     assert "| EER <= 0.15 on each held-out family | worst 0.300 | no |" in text
     assert "| pooled EER <= 0.10 | 0.120 | no |" in text
     assert train_prompts.family_lines(SimpleNamespace(fingerprint="other")) == []  # another backbone's run

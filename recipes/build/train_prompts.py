@@ -32,6 +32,7 @@ from app.prompting import PromptConfig, PromptError, TaskInfo
 from app.settings import ROOT
 from app.training import TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
 from recipes.common.paths import DOCS, WORK
+from recipes.common.results import family_lines as results_family_lines
 from recipes.common.results import (FAMILIES_FILE, RESULTS_DIR, VARIANTS, encode_split, load_results, log,
                                     pooled_features, shipped, split_examples, task_card, unseen_family_metrics)
 from recipes.common.spread import MIN_CLIPS, RESAMPLES, spread
@@ -252,7 +253,7 @@ def write_card(task, folder: Path, args) -> bool:
     metrics = dict(meta.get("metrics") or {})
     if task.id == "fake":
         metrics = {k: v for k, v in metrics.items() if not k.startswith("unseen_family_eer")}
-        metrics.update(unseen_family_metrics())
+        metrics.update(unseen_family_metrics(fingerprint=meta.get("backbone", {}).get("fingerprint")))
     try:
         card = task_card(task, metrics, args.max_train, args.seed)
     except PromptError as exc:
@@ -478,42 +479,7 @@ def family_lines(bb: Backbone) -> list[str]:
     """RESULTS.md's section on the fake prompt's leave-one-family-out run (empty without one on this backbone)."""
     if not FAMILIES_FILE.is_file():
         return []
-    r = json.loads(FAMILIES_FILE.read_text())
-    if r.get("backbone") != bb.fingerprint or not r.get("held_out"):
-        return []
-    lines = ["## fake: synthesizer families never seen in training", "",
-             f"Leave-one-family-out: for each family a {r['variant']} prompt is trained like the shipped one "
-             f"(same budget: at most {r['budget']['max_train']:,} training clips, seed {r['budget']['seed']}) on "
-             "the other four families and the real clips, then scored on the test split's real clips (people never "
-             "heard) against that family's test spoofs. The last column is the shipped prompt, trained on all five "
-             "families (test voices still unseen where the family has enough voices). "
-             f"Command: `{r['command'].strip()}` ({r['date']}); data: `python -m recipes.build.tasks --build fake`.",
-             "", "| held-out family | test voices | test spoofs | EER, family never seen | spoofs passed as real "
-             "(p < 0.5) | real called spoof | epochs (train s) | EER, shipped prompt (family seen) |",
-             "|---|---|---|---|---|---|---|---|"]
-    for fam, row in r["held_out"].items():
-        voices = ", ".join(v for _, v in FAKE_FAMILIES[fam]["test"]) if fam != "formant" else \
-            f"{len(FAKE_FAMILIES[fam]['test'])} espeak-ng variants"
-        seen = r.get("seen", {}).get(fam, {}).get("eer")
-        lines.append(f"| {fam} | {voices} | {row['spoofs']} | {row['eer']:.3f} | {row['spoofs_passed_as_real']:.1%} "
-                     f"| {row['real_called_spoof']:.1%} | {row.get('epochs_run', '')} ({row.get('train_seconds', '')}) "
-                     f"| {'' if seen is None else f'{seen:.3f}'} |")
-    seen_all = r.get("seen", {}).get("all", {}).get("eer")
-    if "pooled_eer" in r:
-        lines.append(f"| **pooled** | | {sum(x['spoofs'] for x in r['held_out'].values())} | "
-                     f"**{r['pooled_eer']:.3f}** | | | | {'' if seen_all is None else f'{seen_all:.3f}'} |")
-    worst = max(x["eer"] for x in r["held_out"].values())
-    lines += ["", "| target | measured | met |", "|---|---|---|",
-              f"| EER <= {FAMILY_TARGETS['each held-out family']:.2f} on each held-out family | worst "
-              f"{worst:.3f} | {'yes' if worst <= FAMILY_TARGETS['each held-out family'] else 'no'} |"]
-    if "pooled_eer" in r:
-        lines.append(f"| pooled EER <= {FAMILY_TARGETS['pooled']:.2f} | {r['pooled_eer']:.3f} | "
-                     f"{'yes' if r['pooled_eer'] <= FAMILY_TARGETS['pooled'] else 'no'} |")
-    lines += ["", "Each run has the budget of the shipped prompts, 7-minute wall-clock cap included: on a busy "
-              "machine a run stops after fewer epochs (see the epochs column and the fake row of the first table)."]
-    if not r.get("complete"):
-        lines += ["", "Not every family has been held out yet: the pooled figure covers those listed."]
-    return lines + [""]
+    return results_family_lines(json.loads(FAMILIES_FILE.read_text()), bb.fingerprint)
 
 
 def versus_finetune(all_results: dict) -> dict | None:
