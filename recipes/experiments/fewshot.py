@@ -1,7 +1,7 @@
 """Few-shot benchmark: what a teacher gets from K takes per word, on speakers never recorded.
 
-    python -m recipes.experiments.fewshot                 # K = 3, 5, 10; 3 draws; both word sets; docs/FEWSHOT.md
-    python -m recipes.experiments.fewshot --ablation      # also each piece of the flow on its own (slower)
+    python -m recipes.experiments.fewshot --pieces flow "flow + SPoT (commands)"   # K = 3, 5, 10; 3 draws; both sets
+    python -m recipes.experiments.fewshot --ks 5 --ablation      # each piece of the flow on its own draws at K = 5
 
 Words from the shared Speech Commands (real crowd-sourced speakers): ``commands`` = yes, no, up, down, stop (in the
 shipped commands prompt's labels), ``new`` = happy, sheila, wow, forward, marvin (in no shipped task's labels). Per
@@ -11,13 +11,15 @@ backbone's corpus and the commands prompt never heard (the held-out split of rec
 from its training speakers. The prompt is trained by the library's own flow (``app.training.few_shot``, what the
 Train view and ``python -m app train`` run), side by side with MFCC statistics + logistic regression and the
 encoder's pooled dense frames + logistic regression. Units, copies and features are cached under work/fewshot/.
-Writes docs/FEWSHOT.md, docs/fewshot.html (plotly) and docs/fewshot.json.
+Writes docs/FEWSHOT.md, docs/fewshot.html (plotly) and docs/fewshot.json, which records the backbone: runs of another
+backbone are never mixed in (backbone v1's are kept in docs/fewshot_v1.json and shown side by side).
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -39,6 +41,8 @@ from recipes.common.paths import DATA_ROOT, DOCS, WORK
 SETS = {"commands": ("yes", "no", "up", "down", "stop"), "new": ("happy", "sheila", "wow", "forward", "marvin")}
 MAX_COPIES = 6
 CACHE = WORK / "fewshot"
+V1_FINGERPRINT = "316ed6029b4a586b"  # sp-whisper-L3-km100-ulm4x128: runs recorded before the backbone was
+V1_RESULTS = DOCS / "fewshot_v1.json"  # those runs, kept for comparison
 
 #: The pieces of the flow, measured one at a time (``--ablation``); "flow" is the library's default.
 SEP, MEAN = PromptConfig(read_at="separator"), FEW_SHOT_PROMPT
@@ -61,7 +65,13 @@ PIECES = {
     "flow + SPoT (commands)": (MEAN, replace(FLOW, transfer="commands")),
     "flow + SPoT, 0 copies": (MEAN, replace(FLOW, transfer="commands", copies=0)),
     "flow + SPoT, 2 copies": (MEAN, replace(FLOW, transfer="commands", copies=2)),
+    # backbone v2: the verbalizer also reads the LM's voice-code predictions (PromptConfig.voice); without them
+    "flow, no voice codes read": (replace(MEAN, voice=False), FLOW),
+    "flow + SPoT, no voice codes read": (replace(MEAN, voice=False), replace(FLOW, transfer="commands")),
 }
+#: What the bundled synthetic set is trained with (its test: real held-out speakers).
+BUNDLED_PIECES = ("flow", "flow + SPoT (commands)", "flow + SPoT, 0 copies", "flow + SPoT, 2 copies", "flow, 2 copies",
+                  "flow, no voice codes read", "flow + SPoT, no voice codes read")
 #: What the report calls each method (the app's default flow starts from the commands prompt: SPoT).
 SHOWN = {"prompt: flow": "prompt: flow without SPoT", "prompt: flow + SPoT (commands)": "prompt: the app's flow "
          "(SPoT from commands)"}
@@ -217,7 +227,7 @@ def prompt_accuracy(bb, feats: Features, takes: dict, test: list, piece, source)
     return out
 
 
-def bundled(bb, feats: Features, source, pieces=("flow", "flow + SPoT (commands)")) -> list[dict]:
+def bundled(bb, feats: Features, source, pieces=BUNDLED_PIECES) -> list[dict]:
     """The bundled yes/no/stop set (assets/examples/train_set, synthetic voices) trained by the flow, tested on the
     real Speech Commands speakers the backbone and the commands prompt never heard (held-out split)."""
     from app.data import list_labelled
@@ -277,12 +287,24 @@ def report(results: dict) -> None:
     summ = summarise([r for r in results["runs"] if r.get("nest", 10) == 10])
     pieces_summ = summarise([r for r in results["runs"] if r.get("nest", 10) == 5])
     ks = sorted({key[1] for key in summ if key != "_rows"})
+    bb = results.get("backbone") or {"id": "sp-whisper-L3-km100-ulm4x128", "fingerprint": V1_FINGERPRINT}
+    src = results.get("spot_source")
     lines = [
         "# Few-shot: a prompt from a few takes per word, tested on voices it never heard",
         "",
-        "Reproduce: `python -m recipes.experiments.fewshot` (K = 3, 5, 10; 3 draws, seeds 0-2; both word sets; "
-        "`--ablation` adds each piece at K = 5). Results: [fewshot.json](fewshot.json); chart: "
-        "[fewshot.html](fewshot.html).",
+        f"Backbone: `{bb['id']}` (fingerprint `{bb['fingerprint']}`)"
+        + (f"; SPoT starts from the shipped commands prompt of that backbone (prompt.safetensors sha256 "
+           f"`{src['sha256'][:16]}`, test accuracy {src['test_accuracy']})" if src else "") + ". "
+        "Results: [fewshot.json](fewshot.json); chart: [fewshot.html](fewshot.html)."
+        + (" Backbone v1's figures: [FEWSHOT_v1.md](FEWSHOT_v1.md) ([fewshot_v1.json](fewshot_v1.json)), and side "
+           "by side below." if V1_RESULTS.exists() and bb["fingerprint"] != V1_FINGERPRINT else ""),
+        "",
+        "Reproduce (K = 3, 5, 10 nest up to 10, 3 draws, seeds 0-2, both word sets; `--ks 5` runs the pieces on "
+        "their own draws; a run already in the results is skipped):",
+        "",
+        "```bash",
+        *(results.get("commands") or ["python -m recipes.experiments.fewshot"]),
+        "```",
         "",
         "Set-up: real crowd-sourced speakers of the shared Speech Commands. **commands** = yes, no, up, down, stop "
         "(labels of the shipped commands prompt); **new** = happy, sheila, wow, forward, marvin (labels of no shipped "
@@ -308,6 +330,7 @@ def report(results: dict) -> None:
             if any((set_name, k, m) in summ for k in ks):
                 lines.append(f"| {set_name} | {SHOWN.get(m, m)} | "
                              + " | ".join(cell(summ.get((set_name, k, m))) for k in ks) + " |")
+    lines += versus_v1(summ, bb["fingerprint"])
     lines += targets(summ, results)
     clips = {s: sorted({r["test_clips"] for r in rs}) for (s, k, m), rs in summ["_rows"].items() if m == "MFCC + LR"}
     lines += ["", "Test clips per draw: " + ", ".join(f"{s} {min(n)}-{max(n)}" if min(n) != max(n) else f"{s} {n[0]}"
@@ -343,9 +366,43 @@ def report(results: dict) -> None:
         lines.append("")
     if results.get("timing"):
         lines += ["## Training time", "", results["timing"], ""]
-    lines += ["## What the flow keeps, and why", "", CHOICES, ""]
+    elif summ.get(("commands", 5, APP)):
+        secs = [r["train_seconds"] for s in SETS for r in summ["_rows"].get((s, 5, APP), [])]
+        lines += ["## Training time", "",
+                  f"Training alone (the takes and their copies already encoded, as the Train view does when a take is "
+                  f"added), the app's flow at K = 5 (25 takes, 125 rows): {min(secs):.1f}-{max(secs):.1f} s wall, "
+                  f"median {np.median(secs):.1f} s, over {len(secs)} runs, 1 torch thread, while a prompt-library "
+                  "retraining kept the 2-core machine's 1-minute load at 4.5-5.5. `python -m app bench`'s "
+                  "`train_5x5_*` (encoding included; v1: 4.55-4.76 s on the idle machine) was not rerun on this "
+                  "backbone. See docs/BENCHMARKS.md.", ""]
+    v1 = bb["fingerprint"] == V1_FINGERPRINT
+    lines += ["## What the flow keeps, and why", "", CHOICES_V1 if v1 else CHOICES, ""]
     (DOCS / "FEWSHOT.md").write_text("\n".join(lines))
-    chart(summ, ks)
+    chart(summ, ks, bb["id"])
+
+
+def versus_v1(summ: dict, fingerprint: str) -> list[str]:
+    """The headline means of this backbone next to backbone v1's (the same draws and test clips: the draws depend only
+    on the data and the seed)."""
+    if fingerprint == V1_FINGERPRINT or not V1_RESULTS.exists():
+        return []
+    old = summarise([r for r in json.loads(V1_RESULTS.read_text())["runs"] if r.get("nest", 10) == 10])
+    ks = sorted({key[1] for key in summ if key != "_rows"})
+    lines = ["", "### Against backbone v1", "",
+             f"Mean accuracy over the draws, v1 (`sp-whisper-L3-km100-ulm4x128`, `{V1_FINGERPRINT}`, measured "
+             "2026-11-30 before the backbone was replaced) -> this backbone; the same draws, takes and test clips. "
+             "MFCC + LR and the pooled encoder frames (Whisper tiny.en layer 3 in both) do not depend on the units "
+             "or the LM, so they repeat v1's figures.", "",
+             "| set | method | " + " | ".join(f"K = {k}: v1 -> now" for k in ks) + " |", "|---|---|" + "---|" * len(ks)]
+    for set_name in SETS:
+        for m in HEADLINE:
+            cells = []
+            for k in ks:
+                a, b = old.get((set_name, k, m)), summ.get((set_name, k, m))
+                cells.append(f"{a['mean']:.3f} -> {b['mean']:.3f} ({100 * (b['mean'] - a['mean']):+.1f})" if a and b
+                             else "")
+            lines.append(f"| {set_name} | {SHOWN.get(m, m)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 APP = "prompt: flow + SPoT (commands)"  # the app's default flow
@@ -364,6 +421,9 @@ STEPS = [  # (what changes, from piece, to piece)
     ("unit dropout 0.1 on top", "flow", "flow + unit dropout 0.1"),
     ("SPoT: start from the shipped commands prompt (the app's default)", "flow", "flow + SPoT (commands)"),
     ("SPoT with the separator readout", "sep + class-mean + 4 copies", "sep + class-mean + 4 copies + SPoT"),
+    ("the verbalizer does not read the voice-code predictions (backbone v2)", "flow", "flow, no voice codes read"),
+    ("... with SPoT (the app's flow without the voice codes read)", "flow + SPoT (commands)",
+     "flow + SPoT, no voice codes read"),
 ]
 
 
@@ -408,7 +468,7 @@ def targets(summ: dict, results: dict) -> list[str]:
     return lines
 
 
-CHOICES = (
+CHOICES_V1 = (
     "- **The readout** is what makes a prompt generalise from a few takes: read at the separator (the paper's design) "
     "the verbalizer sees one next-token distribution, shaped mostly by the clip's last units, and it fits the takes' "
     "voices (about 0.5 on new speakers); read as the mean over the clip of the same next-token outputs, it sees what "
@@ -435,6 +495,41 @@ CHOICES = (
     "labelled as an estimate; it costs about as much as the main run.")
 
 
+CHOICES = (  # backbone v2 (sp-whisper-L3-km250-v16x8-ulm4x128); v1's reasons: CHOICES_V1, docs/FEWSHOT_v1.md
+    "Measured on backbone v2 (the tables above); v1's reading of its own ablation is in FEWSHOT_v1.md.\n\n"
+    "- **The readout** is what makes a prompt generalise from a few takes: read at the separator (the paper's design) "
+    "the verbalizer sees one next-token distribution, shaped mostly by the clip's last units, and it fits the takes' "
+    "voices (0.50 / 0.62 on new speakers); read as the mean over the clip of the same next-token outputs, it sees "
+    "what the prompted LM expects throughout the word (0.81 / 0.90 with a random start, +31 / +28 points). The "
+    "verbalizer still reads only the LM's output, through the same learnable linear map; shipped prompts keep "
+    "reading at the separator (`read_at` is recorded in task.json; older files read as `separator`).\n"
+    "- **SPoT** from the shipped commands prompt matters more on v2 than on v1: on its own words +11.3 / +8.1 / "
+    "+6.1 points at K = 3 / 5 / 10 (v1: +4.1 / +1.3 / +1.6), and +18 points when the takes are synthetic and the "
+    "test real (the bundled set, 0.797 -> 0.977); on words outside its labels +1.2 points at every K and +1.9 on the "
+    "ablation's draws (one clip of **new** is 2-4 points): no loss there. Without SPoT the v2 flow is 5-8 points "
+    "below v1's on **commands**; with it, within about a point of v1 (the app's default). The app starts from it "
+    "whenever it is installed with the same prompt shape (`FewShotSettings.transfer`; `--transfer none` for a fresh "
+    "prompt).\n"
+    "- **Class-mean start** of the verbalizer: +1.6 / +0.6 points; kept because it costs one forward pass and makes "
+    "the start a sensible classifier (short runs, like the estimate's folds, need it).\n"
+    "- **Perturbed copies**: 4 copies against none +3.1 / +3.8 points without SPoT and +2.3 / +2.6 with it; 2 copies "
+    "-2.5 / 0, 6 copies +0.5 / +0.6 against 4. On the synthetic bundled set with SPoT, 0 and 4 copies tie (0.977) "
+    "and 2 copies get 0.922 (128 clips: noisy). They are encoded when a take is added (the view) and "
+    "do not lengthen training (a fixed step budget), so the flow keeps 4.\n"
+    "- **Steps**: 20, 40 and 80 are within 2 points; 40 fits the time budget. No validation split and no early stop: "
+    "a fifth of five takes says nothing reliable and costs a take per class.\n"
+    "- **Unit dropout**: no gain; not used.\n"
+    "- **The voice codes** (new in v2): the flow's verbalizer also reads the LM's predictions of the 16 voice "
+    "streams (`PromptConfig.voice`, on by default). For words they give nothing: without them +0.9 / 0.0 points "
+    "(flow), +0.6 / 0.0 (flow + SPoT), and on the synthetic bundled set +9.4 points without SPoT (0.797 -> 0.891) "
+    "and +0.7 with it (0.977 -> 0.984): reading the voice lets a prompt fit the takes' voices. The flow still reads "
+    "them (`FEW_SHOT_PROMPT`, unchanged by this measurement; with SPoT the cost for words is under a point here); "
+    "not reading them for word tasks is worth considering.\n"
+    "- **Held-out feedback** in the Train view: 3-fold cross-validation over the visitor's takes (each fold a 12-step "
+    "run of the same flow that never heard the held-out takes, scored on their original units), shown per class and "
+    "labelled as an estimate; it costs about as much as the main run.")
+
+
 PIECES_NOTE = (
     "Reading: *sep* = the verbalizer reads the LM's next-token output at the separator only (SpeechPrompt v2's "
     "design); *mean* = it reads the LM's next-token distribution averaged over every position of the clip (unit "
@@ -442,8 +537,9 @@ PIECES_NOTE = (
     "verbalizer). Class-mean verbalizer: the verbalizer starts as a nearest-class-mean classifier on what it "
     "reads. Copies: perturbed copies of each take (speed, pitch, room, noise; app/encoder/augment.py), each encoded "
     "on its own. SPoT: the input prompt, deep prompt and separator start from the shipped commands prompt. "
-    "Train seconds were measured with 1 thread on a 2-core machine shared with other jobs (load 9-16), so they are "
-    "several times the unloaded figure (`python -m app bench`).")
+    "Train seconds: training alone (units and copies already encoded), 1 torch thread on a 2-core machine shared "
+    "with other jobs; on v1 at load 9-16, several times the unloaded figure, on v2 at load 4.5-5.5 (`python -m app "
+    "bench` measures the whole 5 x 5 run).")
 
 
 def flow_text(flow: dict | None) -> str:
@@ -455,7 +551,7 @@ def flow_text(flow: dict | None) -> str:
             "SPoT only where named.")
 
 
-def chart(summ: dict, ks: list[int]) -> None:
+def chart(summ: dict, ks: list[int], backbone: str = "") -> None:
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -469,10 +565,35 @@ def chart(summ: dict, ks: list[int]) -> None:
                 name=f"{set_name}: {SHOWN.get(m, m)}", line=dict(dash=dash),
                 error_y=dict(type="data", symmetric=False, array=[v["max"] - v["mean"] for _, v in pts],
                              arrayminus=[v["mean"] - v["min"] for _, v in pts])))
-    fig.update_layout(title="Few-shot accuracy on unseen speakers against takes per word (K)",
+    fig.update_layout(title="Few-shot accuracy on unseen speakers against takes per word (K)"
+                            + (f" - backbone {backbone}" if backbone else ""),
                       xaxis=dict(title="takes per word (K), each from a different speaker", tickvals=ks),
                       yaxis=dict(title="accuracy on other speakers", range=[0, 1.02]), template="plotly_white")
     fig.write_html(DOCS / "fewshot.html", include_plotlyjs="cdn")
+
+
+def spot_source(bb: Backbone, needed: bool):
+    """The shipped commands prompt SPoT starts from, if it was trained on this backbone (else None; an error only if a
+    requested piece needs it)."""
+    from app.prompting import PromptError
+
+    try:
+        return load_prompt(DEFAULT_PROMPTS_DIR / "commands", bb.lm.config, bb.fingerprint)
+    except PromptError as exc:
+        if needed:
+            raise SystemExit(f"SPoT needs the shipped commands prompt of this backbone: {exc}") from None
+        log(f"no SPoT source ({exc}); running the pieces without SPoT only")
+        return None
+
+
+def same_backbone(results: dict, backbone: dict, path: Path) -> dict | None:
+    """``results`` if they were measured on ``backbone``; runs of another backbone (files from before the backbone
+    was recorded are v1's) are never mixed in: None, and a line in the log."""
+    had = results.get("backbone", {}).get("fingerprint", V1_FINGERPRINT)
+    if had != backbone["fingerprint"]:
+        log(f"{path}: runs of backbone {had}, not {backbone['fingerprint']}: not used")
+        return None
+    return results
 
 
 def main() -> None:
@@ -487,16 +608,30 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=DOCS / "fewshot.json")
     ap.add_argument("--no-report", action="store_true")
+    ap.add_argument("--no-bundled", action="store_true", help="do not measure the bundled set on real speakers")
     ap.add_argument("--report-only", action="store_true", help="only rewrite docs/FEWSHOT.md and the chart")
     ap.add_argument("--merge", nargs="*", type=Path, default=[], help="add the runs of other result files")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     bb = Backbone.load()
     feats = Features(bb, DATA_ROOT / "noise")
-    source = load_prompt(DEFAULT_PROMPTS_DIR / "commands", bb.lm.config, bb.fingerprint)
+    pieces = list(PIECES) if args.ablation else args.pieces
+    source = spot_source(bb, needed=any(PIECES[p][1].transfer for p in pieces))
+    backbone = {"id": bb.id, "fingerprint": bb.fingerprint}
     results = json.loads(args.out.read_text()) if args.out.exists() else {"runs": []}
+    if args.out.exists() and same_backbone(results, backbone, args.out) is None:
+        raise SystemExit(f"{args.out} holds another backbone's runs: keep them under another name (as "
+                         f"{V1_RESULTS.name} keeps v1's) or pass --out.")
+    results["backbone"] = backbone
+    command = "python -m recipes.experiments.fewshot " + " ".join(
+        f'"{a}"' if " " in a else a for a in sys.argv[1:])
+    results.setdefault("commands", [])
+    if command.strip() not in results["commands"] and not args.report_only:
+        results["commands"].append(command.strip())
     for extra in args.merge:
-        other = json.loads(extra.read_text())
+        other = same_backbone(json.loads(extra.read_text()), backbone, extra)
+        if other is None:
+            continue
         results["runs"] += other["runs"]
         for key in ("bundled", "timing"):
             if key in other and key not in results:
@@ -509,7 +644,6 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
         report(results)
         return
-    pieces = list(PIECES) if args.ablation else args.pieces
     for set_name in args.sets:
         words = SETS[set_name]
         train_c, test_c = pool(words, held_out_test=set_name == "commands")
@@ -529,13 +663,22 @@ def main() -> None:
                         row = prompt_accuracy(bb, feats, takes, test, methods[name], source)
                         row["settings"] = {**asdict(methods[name][1]), "read_at": methods[name][0].read_at}
                     row.update({"set": set_name, "k": k, "draw": d, "seed": d, "method": name, "test_clips": len(test),
-                                "nest": max(args.ks)})
+                                "nest": max(args.ks), "backbone": bb.fingerprint})
                     results["runs"].append(row)
                     secs = f", {row['train_seconds']:.1f} s" if "train_seconds" in row else ""
                     log(f"{set_name} K={k} draw {d} {name}: {row['accuracy']:.3f} ({len(test)} test clips{secs})")
                     args.out.write_text(json.dumps(results, indent=1) + "\n")
-    if "bundled" not in results:
-        results["bundled"] = bundled(bb, feats, source)
+    if source is not None and any(r["method"].startswith("prompt: ") and r.get("settings", {}).get("transfer")
+                                  for r in results["runs"]):
+        path = DEFAULT_PROMPTS_DIR / "commands" / "prompt.safetensors"
+        meta = json.loads((DEFAULT_PROMPTS_DIR / "commands" / "task.json").read_text())
+        results["spot_source"] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                  "test_accuracy": meta.get("metrics", {}).get("test_accuracy")}
+    if "bundled" not in results and not args.no_bundled:
+        if source is None:
+            log("bundled set not measured: no commands prompt for this backbone (its SPoT row needs one)")
+        else:
+            results["bundled"] = bundled(bb, feats, source)
     results["settings"] = {"flow": {**asdict(FEW_SHOT_SETTINGS), "read_at": FEW_SHOT_PROMPT.read_at}}
     args.out.write_text(json.dumps(results, indent=1) + "\n")
     if not args.no_report:
