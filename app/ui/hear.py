@@ -54,8 +54,8 @@ def voice_caption(units: Units, buckets: int = 8, window_s: float = 1.0) -> str:
         return ""
     n = int(units.voice.shape[1])
     return (f'<div class="unit-caption voice-caption"><b>Voice map</b> (the band under the units): {n} codes per '
-            f"unit for the timbre of the voice over ~{round(window_s, 1):g} s, {buckets} levels each (dark = low, bright = high). The LM "
-            "reads them beside the units; tap a cell to hear its stretch.</div>")
+            f"unit for the timbre of the voice over ~{round(window_s, 1):g} s, {buckets} levels each (dark = low, "
+            "bright = high). The LM reads them beside the units; tap a cell to hear its stretch.</div>")
 
 
 def unit_strip_html(audio: Audio, units: Units, voice_buckets: int = 8, voice_window_s: float = 1.0) -> str:
@@ -79,7 +79,8 @@ def unit_strip_html(audio: Audio, units: Units, voice_buckets: int = 8, voice_wi
             '<i>unit N ▶</i> bar below); hover for its timing and pitch'
             + (" and voice codes" if units.voice is not None else "") + '.</div>')
     src = wav_data_uri(audio.wav, audio.sample_rate)
-    return (f'<div class="unit-strip hear-strip" data-src="{src}">{voice_caption(units, voice_buckets, voice_window_s)}{head}'
+    caption = voice_caption(units, voice_buckets, voice_window_s)
+    return (f'<div class="unit-strip hear-strip" data-src="{src}">{caption}{head}'
             f'<div class="unit-tokens">{"".join(toks)}</div></div>')
 
 

@@ -49,7 +49,8 @@ def pipeline_html(engine: Engine) -> str:
             '<div class="how-legend"><span class="seq-tok seq-prompt">P</span> trainable input prompt · '
             '<span class="seq-tok" style="background:#4e79a7">12</span> the clip\'s units (with duration and pitch '
             + (f"embeddings, and those of its {vs['streams']} voice codes, summed into one vector per unit"
-               if vs else "embeddings") + ') · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
+               if vs else "embeddings")
+            + ') · <span class="seq-tok seq-sep">SEP</span> trainable separator · and at every layer, '
             'trainable key/value prefixes (the deep prompt): in attention each position looks things up by '
             '<i>keys</i> and reads their <i>values</i>; the prefixes add P learned entries to every layer\'s '
             'lookup, like invisible tokens before the clip.</div></div>')

@@ -290,7 +290,8 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
 
     Learnable: for the most likely classes, the inputs (units, and for a prosody LM the next duration and pitch
     buckets, and on a backbone with voice streams the next unit's voice codes, ``voice k: b/8``) whose
-    ``weight x standardised log-probability`` pushes that class most (up or down). Fixed: each class's unit token and the prompted LM's probability for it. ``stream_probs``: ``Prediction.stream_probs``
+    ``weight x standardised log-probability`` pushes that class most (up or down). Fixed: each class's unit token
+    and the prompted LM's probability for it. ``stream_probs``: ``Prediction.stream_probs``
     (a bare tensor is the next-unit distribution)."""
     streams = {"units": stream_probs} if isinstance(stream_probs, torch.Tensor) else stream_probs
     unit_probs = streams["units"]

