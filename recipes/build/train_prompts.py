@@ -7,8 +7,8 @@ Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, v2_mean_novoic
 mfcc (default: DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one
 with the best validation accuracy is shipped to prompts/<task>/; results, each test figure with its speaker spread,
 accumulate in docs/results/<task>.json and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped
-task.json gets its task card (--cards-only writes just the cards, into the prompts already shipped: no training). Details:
-docs/RECIPES.md#train_prompts.
+task.json gets its task card (--cards-only writes just the cards, into the prompts already shipped: no training).
+Details: docs/RECIPES.md#train_prompts.
 """
 from __future__ import annotations
 
