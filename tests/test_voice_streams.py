@@ -168,7 +168,7 @@ def test_recipe_batches_and_loss_carry_the_voice_streams():
     loss_v, unit_v = lm_loss(lm, *batch)
     loss_plain, unit_plain = lm_loss(lm, *batch[:3])
     assert torch.allclose(unit_v, lm_loss(lm, *batch)[1])
-    assert float(loss_v) > float(unit_v)  # the voice term adds its cross-entropy
+    assert loss_v.item() > unit_v.item()  # the voice term adds its cross-entropy
     # a summed loss over the same targets divided by their count is the mean loss
     n = int((batch[0][:, 1:] != -100).sum())
     assert torch.allclose(lm_loss(lm, *batch, reduction="sum")[0] / n, loss_v, atol=1e-5)
