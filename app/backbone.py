@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .encoder.dense import build_dense
-from .encoder.units import SpeechEncoder, VoiceQuantizer
+from .encoder.units import VOICE_TENSORS, SpeechEncoder, VoiceQuantizer
 from .lm import UnitLM, UnitLMConfig
 from .settings import default_backbone_dir
 
@@ -46,8 +46,6 @@ def encoder_fingerprint(config: dict[str, Any], encoder: SpeechEncoder) -> str:
         part["voice"] = config["voice"]
     return weights_fingerprint(part, {"encoder": encoder})
 
-
-VOICE_TENSORS = ("mean", "scale", "proj", "edges")
 
 
 @dataclass
@@ -136,10 +134,8 @@ class Backbone:
             missing = [n for n in VOICE_TENSORS if f"voice.{n}" not in enc]
             if missing:
                 raise BackboneError(f"encoder.safetensors lacks the voice quantizer's {missing}.")
-            v = config["voice"]
             try:
-                voice = VoiceQuantizer(*(enc[f"voice.{n}"].float() for n in VOICE_TENSORS), layer=v["layer"],
-                                       window=v["window"])
+                voice = VoiceQuantizer.from_state({n: enc[f"voice.{n}"] for n in VOICE_TENSORS}, config["voice"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise BackboneError(f"Bad voice quantizer: {exc}") from None
         bb = cls.build(config, centroids, folder, voice)
@@ -167,7 +163,7 @@ class Backbone:
                if v.is_floating_point()}
         enc["centroids"] = self.encoder.centroids.contiguous()
         if self.encoder.voice is not None:
-            enc.update({f"voice.{n}": getattr(self.encoder.voice, n).contiguous() for n in VOICE_TENSORS})
+            enc.update({f"voice.{n}": t for n, t in self.encoder.voice.state().items()})
         save_file(enc, str(folder / "encoder.safetensors"))
         save_file({k: v.to(lm_dtype).contiguous() for k, v in self.lm.state_dict().items()},
                   str(folder / "lm.safetensors"))

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from app.lm import UnitLMConfig
 from recipes.build import fake_families as ff
 from recipes.common import results
 from recipes.common.tasks import FAKE_FAMILIES
@@ -45,11 +46,18 @@ def test_mean_variants_read_the_mean_and_the_shipped_variant_is_recognised(tmp_p
     assert ff.FAMILY_VARIANTS["v2_units"].read_at == "separator"
     assert ff.FAMILY_VARIANTS["v2_mean"] == ff.PROMPT_VARIANTS["v2_mean"]  # train_prompts' definition wins
     assert not ff.FAMILY_VARIANTS["v2_units_mean"].prosody and ff.FAMILY_VARIANTS["v2_mean"].prosody
-    assert ff.shipped_variant(tmp_path) == "v2_units"  # nothing shipped
+    v1 = UnitLMConfig()
+    assert ff.shipped_variant(tmp_path, v1) == "v2_units"  # nothing shipped
     (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units"], "read_at": "mean"}}))
-    assert ff.shipped_variant(tmp_path) == "v2_units_mean"
-    (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units", "duration"]}}))
-    assert ff.shipped_variant(tmp_path) == "v2"
+    assert ff.shipped_variant(tmp_path, v1) == "v2_units_mean"
+    (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": ["units", "duration", "pitch"]}}))
+    assert ff.shipped_variant(tmp_path, v1) == "v2"
+    # on an LM with voice streams the voice read-out tells v2_mean from v2_mean_novoice
+    voiced = UnitLMConfig(n_voice=16)
+    for reads, variant in ((["units", "duration", "pitch", "voice"], "v2_mean"),
+                           (["units", "duration", "pitch"], "v2_mean_novoice")):
+        (tmp_path / "task.json").write_text(json.dumps({"verbalizer": {"reads": reads, "read_at": "mean"}}))
+        assert ff.shipped_variant(tmp_path, voiced) == variant
 
 
 def _fold(e, n_real=2):
@@ -123,7 +131,7 @@ def toy_task(monkeypatch):
         labels = np.array([0 if f == "" else 1 for f in fams])
         splits[split] = (speakers, {"encoder": x, "mfcc": -x, "labels": labels})
     monkeypatch.setattr(ff.Backbone, "load", staticmethod(lambda *a, **k: SimpleNamespace(
-        fingerprint="fp", id="bb", encoder=None, encoder_fingerprint="efp")))
+        fingerprint="fp", id="bb", encoder=None, encoder_fingerprint="efp", lm=SimpleNamespace(config=UnitLMConfig()))))
     monkeypatch.setattr(ff, "split_features", lambda enc, fp, task, split, ucache, cache, seed=0: splits[split][1])
     monkeypatch.setattr(ff, "split_examples", lambda task, split, cap=0, seed=0: [
         SimpleNamespace(speaker=s) for s in splits[split][0]])

@@ -223,10 +223,12 @@ def test_fake_families_reruns_the_shipped_variant_v2_mean_included(tmp_path):
     from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE
 
     assert "v2_mean" in SHIPPABLE and PROMPT_VARIANTS["v2_mean"].read_at == "mean"
-    assert shipped_variant(tmp_path) == "v2_units"  # nothing shipped
+    from app.lm import UnitLMConfig
+
+    assert shipped_variant(tmp_path, UnitLMConfig()) == "v2_units"  # nothing shipped
     for verbalizer, variant in (({"kind": "learnable", "reads": ["units"]}, "v2_units"),
                                 ({"kind": "learnable", "reads": ["units", "duration", "pitch"]}, "v2"),
                                 ({"kind": "learnable", "reads": ["units", "duration", "pitch"], "read_at": "mean"},
                                  "v2_mean")):
         (tmp_path / "task.json").write_text(json.dumps({"verbalizer": verbalizer}))
-        assert shipped_variant(tmp_path) == variant
+        assert shipped_variant(tmp_path, UnitLMConfig()) == variant

@@ -77,6 +77,9 @@ def window_stats(frames: torch.Tensor, window: int) -> tuple[torch.Tensor, torch
     return torch.stack(stats), which
 
 
+VOICE_TENSORS = ("mean", "scale", "proj", "edges")  # what a fitted VoiceQuantizer holds
+
+
 class VoiceQuantizer(torch.nn.Module):
     """Window statistics of encoder block ``layer`` -> ``n_streams`` voice codes of ``n_buckets`` values each.
 
@@ -103,6 +106,15 @@ class VoiceQuantizer(torch.nn.Module):
     def config(self) -> dict:
         return {"layer": self.layer, "window": self.window, "n_streams": self.n_streams, "n_buckets": self.n_buckets,
                 "dim": int(self.mean.numel()) // 2}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The fitted tensors (``VOICE_TENSORS``), as a backbone stores them (``voice.*`` in encoder.safetensors)."""
+        return {n: getattr(self, n).contiguous() for n in VOICE_TENSORS}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], config: dict) -> "VoiceQuantizer":
+        """The quantizer that :meth:`state` and :meth:`config` describe (raises KeyError for a missing tensor)."""
+        return cls(*(tensors[n].float() for n in VOICE_TENSORS), layer=config["layer"], window=config["window"])
 
     def whiten(self, stats: torch.Tensor) -> torch.Tensor:
         return ((stats - self.mean) / self.scale) @ self.proj

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 
-from app.backbone import VOICE_TENSORS, Backbone
+from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.encoder.dense import build_dense
 from app.encoder.units import N_DURATION_BUCKETS, N_PITCH_BUCKETS, SpeechEncoder, VoiceQuantizer, window_stats
@@ -497,7 +497,7 @@ def stages_kmeans_units(args):
     enc_config = {"dense": dense_config(args), "quantizer": quantizer}
     if voice is not None:
         enc_config["voice"] = voice.config()
-        save_file({n: getattr(voice, n).contiguous() for n in VOICE_TENSORS}, str(args.work / "voice.safetensors"))
+        save_file(voice.state(), str(args.work / "voice.safetensors"))
     (args.work / "config-encoder.json").write_text(json.dumps(enc_config, indent=2))
     data = None if args.stop_after == "kmeans" else stage_units(args, rows, encoder)
     return dense, centroids, voice, data

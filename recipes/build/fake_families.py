@@ -35,21 +35,22 @@ from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.metrics import eer
 from app.prompt_files import load_prompt
-from app.prompting import PromptConfig, PromptError, TaskInfo
+from app.lm import UnitLMConfig
+from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
 from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
-from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, fit_lr, mfcc_features
+from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, add_budget_args, fit_lr, mfcc_features
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
                                     pooled_features, report_backbone, split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
-#: Prompt variants a fold can train: train_prompts' shippable ones, and its two separator variants reading the
-#: clip's mean next-token distribution instead (``read_at="mean"``, docs/FEWSHOT.md); train_prompts' own definition
-#: of a name (its ``v2_mean``) wins.
+#: Prompt variants a fold can train: train_prompts' shippable ones (its ``v2_mean`` included), and its units-only
+#: variant reading the clip's mean next-token distribution instead (``read_at="mean"``, docs/FEWSHOT.md). In this
+#: order :func:`shipped_variant` tells them apart.
 FAMILY_VARIANTS: dict[str, PromptConfig] = {
-    **{f"{k}_mean": replace(PROMPT_VARIANTS[k], read_at="mean") for k in ("v2", "v2_units")},
     **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
+    "v2_units_mean": replace(PROMPT_VARIANTS["v2_units"], read_at="mean"),
 }
 #: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
 BASELINES = {"mfcc_lr": "MFCC + LR", "encoder_pooled_lr": "encoder pooled + LR"}
@@ -159,17 +160,16 @@ def same_setup(old: dict, setup: dict) -> bool:
     return {**SETUP_DEFAULTS, **old["setup"]} == {**SETUP_DEFAULTS, **setup}
 
 
-def shipped_variant(folder: Path) -> str:
-    """The variant of the prompt shipped in ``folder`` (prompts/fake), told apart by what its verbalizer reads and
-    where (v2_units when none is shipped)."""
+def shipped_variant(folder: Path, lm_config: UnitLMConfig) -> str:
+    """The variant of the prompt shipped in ``folder`` (prompts/fake): the first of FAMILY_VARIANTS whose verbalizer
+    reads what the shipped one reads on this LM, where it reads it (v2_units when none is shipped or none fits)."""
     path = folder / "task.json"
     if not path.is_file():
         return "v2_units"
     verb = json.loads(path.read_text())["verbalizer"]
-    units_only = len(verb.get("reads", ["units"])) == 1
-    if verb.get("read_at", "separator") == "mean":
-        return "v2_units_mean" if units_only else "v2_mean"
-    return "v2_units" if units_only else "v2"
+    reads, read_at = verb.get("reads", ["units"]), verb.get("read_at", "separator")
+    return next((name for name, cfg in FAMILY_VARIANTS.items()
+                 if cfg.read_at == read_at and list(verbalizer_reads(lm_config, cfg)) == reads), "v2_units")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -183,18 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=WORK / "units")
     ap.add_argument("--features-cache", type=Path, default=WORK / "families",
                     help="the MFCC probe's per-clip features (the encoder's are cached with the units)")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--max-train", type=int, default=1000)
-    ap.add_argument("--max-val", type=int, default=300)
-    ap.add_argument("--lr", type=float, default=3e-2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--patience", type=int, default=8)
-    ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap of each fold's training")
+    add_budget_args(ap)
     ap.add_argument("--unit-dropout", type=float, default=0.0,
                     help="drop this share of each training sequence's units in every epoch (0: none)")
     ap.add_argument("--copies", type=int, default=0,
                     help="channel-perturbed copies of each training clip (CHANNEL_PLAN), swapped in at random")
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--baselines-only", action="store_true", help="score only the two probes (no prompt training)")
     ap.add_argument("--no-baselines", action="store_true", help="do not score the probes")
@@ -211,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     bb = Backbone.load()
     task = TASKS["fake"]
     shipped_dir = args.prompts / "fake"
-    variant = args.variant or shipped_variant(shipped_dir)
+    variant = args.variant or shipped_variant(shipped_dir, bb.lm.config)
     data = {}
     for split in ("train", "val", "test"):  # train and val uncapped here: each fold caps after leaving a family out
         units = labels = None

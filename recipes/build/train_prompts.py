@@ -268,18 +268,25 @@ def write_card(task, folder: Path, args) -> bool:
 MIN_REAL_VAL = 100  # fewer real validation clips than this are too few to choose on (one clip of 30 = 3.3 points)
 
 
-def real_val_accuracy(bb: Backbone, task, variant: str, args) -> float | None:
-    """Accuracy of a candidate prompt on the validation split's recordings of people, or None when they do not
-    cover every label (fake's real clips are all bona fide) or are fewer than MIN_REAL_VAL (language: 30)."""
+def real_val_scorer(bb: Backbone, task, args) -> Callable[[str], float | None]:
+    """``variant -> accuracy`` of a candidate prompt on the validation split's recordings of people (their units
+    read once, at the first candidate), or a scorer that gives None when they do not cover every label (fake's
+    real clips are all bona fide) or are fewer than MIN_REAL_VAL (language: 30)."""
     cap = split_cap(args, "val")
     examples = split_examples(task, "val", cap, args.seed)
     real = [i for i, e in enumerate(examples) if e.source == "real"]
     if {examples[i].label for i in real} != set(task.labels) or len(real) < MIN_REAL_VAL:
-        return None
-    units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, "val", args.cache, cap, args.seed)
-    prompt = load_prompt(args.candidates / variant / task.id, bb.lm.config, bb.fingerprint)
-    probs = predict_proba(prompt_logits_fn(bb.lm, prompt), [units[i] for i in real])
-    return round(accuracy([labels[i] for i in real], probs.argmax(1).tolist()), 4)
+        return lambda variant: None
+    data: list = []  # the real clips' units and labels, read at the first candidate
+
+    def score(variant: str) -> float:
+        if not data:
+            units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, "val", args.cache, cap, args.seed)
+            data.extend(([units[i] for i in real], [labels[i] for i in real]))
+        prompt = load_prompt(args.candidates / variant / task.id, bb.lm.config, bb.fingerprint)
+        probs = predict_proba(prompt_logits_fn(bb.lm, prompt), data[0])
+        return round(accuracy(data[1], probs.argmax(1).tolist()), 4)
+    return score
 
 
 def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, fingerprint: str,
@@ -540,8 +547,20 @@ def write_chart(all_results: dict, names: dict) -> None:
     fig.write_html(DOCS / "accuracy_vs_params.html", include_plotlyjs="cdn")
 
 
+def add_budget_args(ap: argparse.ArgumentParser) -> None:
+    """The training budget of a prompt run, shared with recipes.build.fake_families (its folds train as this does)."""
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--max-train", type=int, default=1000, help="cap training clips (stratified), 0 = all")
+    ap.add_argument("--max-val", type=int, default=300, help="cap validation clips (stratified), 0 = all")
+    ap.add_argument("--lr", type=float, default=3e-2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap of each training run")
+    ap.add_argument("--seed", type=int, default=0)
+
+
 def encode_only(args) -> None:
-    from app.backbone import VOICE_TENSORS, encoder_fingerprint
+    from app.backbone import encoder_fingerprint
     from app.encoder.dense import build_dense
     from app.encoder.units import SpeechEncoder, VoiceQuantizer
 
@@ -552,9 +571,7 @@ def encode_only(args) -> None:
     centroids = load_file(str(args.encode_only / "centroids.safetensors"))["centroids"]
     voice = None
     if "voice" in config:
-        t = load_file(str(args.encode_only / "voice.safetensors"))
-        voice = VoiceQuantizer(*(t[n] for n in VOICE_TENSORS), layer=config["voice"]["layer"],
-                               window=config["voice"]["window"])
+        voice = VoiceQuantizer.from_state(load_file(str(args.encode_only / "voice.safetensors")), config["voice"])
     encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"], voice=voice).eval()
     fp = encoder_fingerprint(config, encoder)
     for tid in args.tasks:
@@ -576,14 +593,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=Path, default=WORK / "prompt_candidates",
                     help="where every trained v2 prompt (SHIPPABLE) is kept; the best on validation is shipped")
     ap.add_argument("--cache", type=Path, default=WORK / "units")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--max-train", type=int, default=1000, help="cap training clips per task (stratified), 0 = all")
-    ap.add_argument("--max-val", type=int, default=300, help="cap validation clips per task (stratified), 0 = all")
-    ap.add_argument("--lr", type=float, default=3e-2)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--patience", type=int, default=8)
-    ap.add_argument("--max-minutes", type=float, default=7.0, help="wall-clock cap per training run")
-    ap.add_argument("--seed", type=int, default=0)
+    add_budget_args(ap)
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-report", action="store_true", help="do not regenerate docs/RESULTS.md (parallel runs)")
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/RESULTS.md and the chart")
@@ -614,7 +624,7 @@ def main() -> None:
             if path.exists():
                 r = json.loads(path.read_text())
                 r["shipped"] = select_and_ship(tid, r, args.candidates, args.out, bb.fingerprint,
-                                               lambda v, t=TASKS[tid]: real_val_accuracy(bb, t, v, args)) \
+                                               real_val_scorer(bb, TASKS[tid], args)) \
                     or r.get("shipped")
                 path.write_text(json.dumps(r, indent=1) + "\n")
                 write_card(TASKS[tid], args.out / tid, args)
@@ -639,7 +649,7 @@ def main() -> None:
         merged = {**old, **r}
         if bb is not None:
             merged["shipped"] = select_and_ship(tid, merged, args.candidates, args.out, bb.fingerprint,
-                                                lambda v: real_val_accuracy(bb, task, v, args)) or \
+                                                real_val_scorer(bb, task, args)) or \
                 old.get("shipped")
         path.write_text(json.dumps(merged, indent=1) + "\n")
         if bb is not None:
