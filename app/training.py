@@ -409,6 +409,18 @@ def transfer_prompt(prompt: TaskPrompt, source: TaskPrompt) -> None:
         prompt.deep_prompt.copy_(source.deep_prompt)
 
 
+def swap_in_copies(copies: Mapping[int, Sequence[Units]]) -> Augment:
+    """An ``augment`` hook for :func:`fit`: each time a training sequence is drawn it is kept or replaced by one of
+    ``copies[id(units)]``, at random (an epoch has as many rows as without copies, however many there are)."""
+    def fn(u: Units, rng: np.random.Generator) -> Units:
+        options = copies.get(id(u))
+        if not options:
+            return u
+        k = int(rng.integers(len(options) + 1))
+        return u if k == len(options) else options[k]
+    return fn
+
+
 def run_metrics(result: TrainResult, n_train: int, n_rows: int) -> dict:
     """What every caller records about a run in the prompt's task info (one definition for all of them)."""
     return {"train_accuracy": round(result.train_acc, 4), "val_accuracy": result.best_val_acc,
@@ -419,11 +431,14 @@ def run_metrics(result: TrainResult, n_train: int, n_rows: int) -> dict:
 def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence[tuple["Take | Units", int]],
                val: Sequence[tuple[Units, int]] | None = None, cfg: TrainConfig | None = None,
                verbalizer_init: str = "class_means", source: TaskPrompt | None = None,
-               progress: Progress | None = None, seed: int = 0) -> tuple[TaskPrompt, TrainResult]:
+               progress: Progress | None = None, seed: int = 0,
+               sample_copies: bool = False) -> tuple[TaskPrompt, TrainResult]:
     """The one way a prompt is trained, for every caller (the Train view, ``python -m app train``, the recipes):
     a fresh prompt (or one started from ``source``: SPoT), its verbalizer started from the class means, trained
     with only the prompt learning, then frozen, with its run recorded in ``info.metrics``. ``train`` holds takes
-    (units plus perturbed copies) or bare units; ``val``, if given, selects the best epoch and may stop early."""
+    (units plus perturbed copies) or bare units; ``val``, if given, selects the best epoch and may stop early.
+    Every copy is a training row of its own, or with ``sample_copies`` each take trains once per epoch as itself
+    or one of its copies drawn at random (large sets: epochs as long as without copies)."""
     cfg = cfg or TrainConfig(seed=seed)
     rows = expand(train)
     prompt = new_prompt(lm, info, config, [u for u, _ in rows], seed)
@@ -431,10 +446,15 @@ def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence
         transfer_prompt(prompt, source)
     if verbalizer_init == "class_means":
         init_verbalizer_from_means(lm, prompt, rows)
+    if sample_copies:
+        takes = [as_take(x) for x, _ in train]
+        pick, then = swap_in_copies({id(t.units): t.copies for t in takes}), cfg.augment
+        cfg = replace(cfg, augment=pick if then is None else (lambda u, rng: then(pick(u, rng), rng)))
+        rows = [(t.units, y) for t, (_, y) in zip(takes, train)]
     result = train_prompt(lm, prompt, rows, val or None, cfg, progress)
     prompt.eval()
     prompt.requires_grad_(False)
-    info.metrics = {**info.metrics, **run_metrics(result, len(train), len(rows))}
+    info.metrics = {**info.metrics, **run_metrics(result, len(train), len(expand(train)))}
     return prompt, result
 
 

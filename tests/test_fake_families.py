@@ -81,6 +81,11 @@ def test_results_section_shows_the_probes_beside_the_prompt_and_the_targets():
     text = "\n".join(results.family_lines(r, "fp"))
     assert "| formant | 13 espeak-ng variants | 3 | 0.100 | 0.400 |  | 50.0% | 25.0% | 4 (10.0 / 9.0) |  |" in text
     assert "| **pooled** | | 15 | **0.080** | 0.300 |  | | | | 0.200 |" in text
+    assert "EER, LFCC + LR" not in text  # a run from before that probe: no empty column for it
+    r["baselines"]["lfcc_lr"] = {"held_out": {"formant": _fold(0.05)}, "pooled_eer": 0.05}
+    text = "\n".join(results.family_lines(r, "fp"))
+    assert "EER, LFCC + LR" in text
+    assert "| formant | 13 espeak-ng variants | 3 | 0.100 | 0.400 |  | 0.050 | 50.0%" in text
     assert "| EER <= 0.15 on each held-out family | worst 0.100 | yes |" in text
     assert "| pooled EER <= 0.10 | 0.080 | yes |" in text
     r["held_out"]["vocoded"]["eer"] = 0.2
@@ -129,7 +134,7 @@ def toy_task(monkeypatch):
         fams = ["" if s == "real" else s for s in speakers]
         x = np.stack([rng.normal(shift[f], 1.0, 4) for f in fams]).astype(np.float32)
         labels = np.array([0 if f == "" else 1 for f in fams])
-        splits[split] = (speakers, {"encoder": x, "mfcc": -x, "labels": labels})
+        splits[split] = (speakers, {"encoder": x, "mfcc": -x, "lfcc": 2 * x, "labels": labels})
     monkeypatch.setattr(ff.Backbone, "load", staticmethod(lambda *a, **k: SimpleNamespace(
         fingerprint="fp", id="bb", encoder=None, encoder_fingerprint="efp", lm=SimpleNamespace(config=UnitLMConfig()))))
     monkeypatch.setattr(ff, "split_features", lambda enc, fp, task, split, ucache, cache, seed=0: splits[split][1])
@@ -199,3 +204,15 @@ def test_card_figures_come_only_from_a_complete_run_on_the_prompts_backbone(tmp_
     assert results.unseen_family_metrics(path, "another backbone") == {}
     path.write_text(json.dumps({**r, "complete": False}))
     assert results.unseen_family_metrics(path, "fp") == {}
+
+
+def test_lfcc_statistics_see_the_high_band_that_mel_features_squeeze():
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    hiss = np.random.default_rng(0).normal(0, 1, 16000)
+    high = np.real(np.fft.ifft(np.fft.fft(hiss) * (np.abs(np.fft.fftfreq(16000, 1 / 16000)) > 6000)))
+    hissing = tone + 0.05 * high.astype(np.float32)
+    clips = [SimpleNamespace(audio=(16000, tone)), SimpleNamespace(audio=(16000, hissing))]
+    x = ff.lfcc_features(clips)
+    assert x.shape == (2, 120) and np.isfinite(x).all()
+    assert np.abs(x[0] - x[1]).max() > 0.5  # a faint 6-8 kHz band changes the linear cepstrum

@@ -156,6 +156,24 @@ def test_few_shot_uses_every_take_and_its_copies(backbone):
     assert not any(p.requires_grad for p in shot.prompt.parameters())
 
 
+def test_sampled_copies_train_one_version_of_each_take_per_draw(backbone):
+    takes = _takes(backbone, 3, copies=2)
+    data = [(t, c) for c, k in enumerate(KINDS) for t in takes[k]]
+    seen: list[int] = []
+
+    def spy(u, rng):  # an augment already set runs after the swap, on whichever version was drawn
+        seen.append(id(u))
+        return u
+    cfg = training.TrainConfig(epochs=4, lr=1e-2, batch_size=9, augment=spy)
+    info = TaskInfo(id="t", labels=list(KINDS))
+    train_task(backbone.lm, info, PromptConfig(read_at="mean"), data, None, cfg, sample_copies=True)
+    assert len(seen) == 4 * 9  # one row per take and epoch, not per copy
+    originals = {id(t.units) for t, _ in data}
+    copies = {id(c) for t, _ in data for c in t.copies}
+    assert set(seen) & originals and set(seen) & copies and set(seen) <= originals | copies
+    assert info.metrics["train_clips"] == 9 and info.metrics["train_rows"] == 27
+
+
 def test_spot_starts_from_the_source_prompt(backbone):
     lm = backbone.lm
     src = new_prompt(lm, TaskInfo(id="src", labels=["a", "b"]), PromptConfig(read_at="mean"), [], seed=5)

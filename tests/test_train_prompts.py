@@ -35,15 +35,15 @@ def test_ships_the_better_validation_prompt_never_looking_at_test(tmp_path):
     assert shipped({**results, "shipped": "v2"}) is results["v2"]
 
 
-def test_accuracy_on_real_validation_speakers_decides_when_every_candidate_has_it(tmp_path):
+def test_accuracy_on_unseen_validation_speakers_decides_when_every_candidate_has_it(tmp_path):
     cands, out = tmp_path / "cands", tmp_path / "prompts"
     _candidate(cands, "v2", "t", "prosody")
     _candidate(cands, "v2_mean", "t", "mean")
     results = {"v2": _row(0.95, 0.88), "v2_mean": _row(0.93, 0.95)}
     real = {"v2": 0.80, "v2_mean": 0.90}
     assert select_and_ship("t", results, cands, out, "fp", real.get) == "v2_mean"
-    assert results["v2"]["val_real_accuracy"] == 0.80
-    # without a real figure for every candidate the whole validation split decides
+    assert results["v2"]["val_choice_score"] == 0.80
+    # without such a figure for every candidate the whole validation split decides
     assert select_and_ship("t", results, cands, out, "fp", {"v2": 0.8, "v2_mean": None}.get) == "v2"
 
 
@@ -99,8 +99,9 @@ def test_unseen_family_figures_and_table_come_from_a_complete_run(tmp_path, monk
     assert m["unseen_family_eer_neural"] == 0.16
     monkeypatch.setattr(train_prompts, "FAMILIES_FILE", path)
     text = "\n".join(train_prompts.family_lines(SimpleNamespace(fingerprint="fp")))
-    assert "| neural | " in text and "| 0.160 |  |  | 30.0% | 10.0% | 6 (420.0) | 0.010 |" in text
-    assert "| **pooled** | | 50 | **0.120** |  |  | | | | 0.020 |" in text
+    # a run without probes has no probe columns
+    assert "| neural | " in text and "| 0.160 | 30.0% | 10.0% | 6 (420.0) | 0.010 |" in text
+    assert "| **pooled** | | 50 | **0.120** | | | | 0.020 |" in text
     assert "| EER <= 0.15 on each held-out family | worst 0.300 | no |" in text
     assert "| pooled EER <= 0.10 | 0.120 | no |" in text
     assert train_prompts.family_lines(SimpleNamespace(fingerprint="other")) == []  # another backbone's run
@@ -232,3 +233,69 @@ def test_fake_families_reruns_the_shipped_variant_v2_mean_included(tmp_path):
                                  "v2_mean")):
         (tmp_path / "task.json").write_text(json.dumps({"verbalizer": verbalizer}))
         assert shipped_variant(tmp_path, UnitLMConfig()) == variant
+
+
+def test_augmented_variant_trains_on_cached_copies_seeded_per_clip(tmp_path, backbone):
+    from types import SimpleNamespace
+
+    from recipes.build.train_prompts import PROMPT_VARIANTS, run_task
+    from recipes.common.results import encode_copies
+
+    task, args = _tone_task(tmp_path)
+    fp = backbone.encoder_fingerprint
+    copies = encode_copies(backbone.encoder, fp, task, "train", args.cache, 2)
+    assert len(copies) == 12 and all(len(c) == 2 for c in copies)
+    assert (args.cache / fp / "tones_train_copies2.safetensors").is_file()
+
+    class Deaf:  # a second read comes from the cache
+        def __call__(self, wav):
+            raise AssertionError("encoder called despite the cache")
+    again = encode_copies(Deaf(), fp, task, "train", args.cache, 2)
+    assert all(torch.equal(a.ids, b.ids) for x, y in zip(copies, again) for a, b in zip(x, y))
+
+    assert PROMPT_VARIANTS["v2_mean_aug"] == PROMPT_VARIANTS["v2_mean"]
+    args = SimpleNamespace(**vars(args), epochs=2, lr=3e-2, batch_size=8, patience=8, max_minutes=1.0, copies=2,
+                           candidates=tmp_path / "candidates")
+    r = run_task(backbone, task, ["v2_mean_aug"], args)
+    row = r["v2_mean_aug"]
+    assert row["copies"] == 2 and row["epochs_run"] == 2 and 0 <= row["test"]["accuracy"] <= 1
+    assert (args.candidates / "v2_mean_aug" / "tones" / "prompt.safetensors").is_file()
+
+
+def test_prompts_are_chosen_on_validation_voices_never_heard_in_training(monkeypatch):
+    from types import SimpleNamespace
+
+    from recipes.build import train_prompts as tp
+
+    def clip(label, speaker, source):
+        return SimpleNamespace(label=label, speaker=speaker, source=source)
+    train = [clip(lab, "anna", "real") for lab in "ab"] + [clip(lab, "voice1", "synthetic") for lab in "ab"]
+    val = ([clip(lab, "anna", "real") for lab in "ab" * 3]  # later takes of a training speaker
+           + [clip(lab, "voice2", "synthetic") for lab in "ab" * 2])
+    monkeypatch.setattr(tp, "split_examples", lambda task, split, cap=0, seed=0: train if split == "train" else val)
+    monkeypatch.setattr(tp, "MIN_CHOICE_VAL", 4)
+    task, args = SimpleNamespace(labels=["a", "b"]), SimpleNamespace(max_train=0, max_val=0, seed=0)
+    idx, basis = tp.choice_clips(task, args)
+    assert idx == [6, 7, 8, 9] and basis.startswith("voices never heard in training (4")
+    val[:2] = [clip("a", "bob", "real"), clip("b", "bob", "real")]  # too few unseen real clips: all unseen voices
+    val[2:4] = [clip("a", "carl", "real"), clip("b", "carl", "real")]
+    idx, basis = tp.choice_clips(task, args)
+    assert idx == [0, 1, 2, 3] and basis.startswith("real speakers never heard")
+    monkeypatch.setattr(tp, "MIN_CHOICE_VAL", 20)
+    assert tp.choice_clips(task, args) is None  # too few clips: the whole split decides
+
+
+def test_unseen_family_figures_reach_the_card_only_for_the_read_out_they_measured(tmp_path):
+    from app.lm import UnitLMConfig
+    from recipes.build.train_prompts import family_run_fits
+
+    lm = UnitLMConfig(n_voice=16, voice_buckets=8)
+    run = tmp_path / "fake.json"
+    run.write_text(json.dumps({"variant": "v2_mean"}))
+    mean_all = {"verbalizer": {"reads": ["units", "duration", "pitch", "voice"], "read_at": "mean"}}
+    assert family_run_fits(mean_all, lm, run)
+    assert not family_run_fits({"verbalizer": {**mean_all["verbalizer"], "read_at": "separator"}}, lm, run)
+    assert not family_run_fits({"verbalizer": {"reads": ["units"], "read_at": "mean"}}, lm, run)
+    run.write_text(json.dumps({"variant": "v2_units_mean"}))  # a screening read-out no shipped prompt has
+    assert not family_run_fits(mean_all, lm, run)
+    assert not family_run_fits(mean_all, lm, tmp_path / "none.json")

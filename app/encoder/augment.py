@@ -33,6 +33,9 @@ RATIOS = ((9, 10), (10, 9), (11, 12), (12, 11), (8, 9), (9, 8))
 #: The few-shot flow's copies of each take, in order (the first ``n`` are used).
 PLAN: tuple[str, ...] = ("speed", "pitch", "room+noise", "speed+pitch", "noise", "pitch+room", "speed+noise",
                          "room")
+#: Channel perturbations only (room, background noise, level): for tasks where speed or pitch changes the answer
+#: (a speaker's voice) or fakes it (resampling and the phase vocoder make real speech sound vocoded: ``fake``).
+CHANNEL_PLAN: tuple[str, ...] = ("room+noise", "noise", "room", "gain+noise")
 
 
 def speed(wav: torch.Tensor, p: int, q: int) -> torch.Tensor:

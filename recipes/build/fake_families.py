@@ -9,7 +9,7 @@
 For each family of recipes.common.tasks.FAKE_FAMILIES, a prompt is trained exactly as train_prompts trains the
 shipped one (same budget, seed and early stopping; the variant, the epochs and the time cap can be changed) on the
 training split without that family, then scored on the test split's real clips against that family's test spoofs
-(its test voices; EER). The same fold's clips train two baselines (probes, never shipped): MFCC statistics + LR
+(its test voices; EER). The same fold's clips train three baselines (probes, never shipped): MFCC statistics + LR
 (train_prompts' ``mfcc`` features) and "encoder pooled + LR" (mean and std over time of the frames the k-means
 quantizes, ``backbone.encoder.features``: train_prompts' ``pooled``), both train_prompts' standardised logistic
 regression (C picked on the fold's validation clips, then refit on its training and validation clips). The pooled
@@ -33,15 +33,16 @@ import torch
 
 from app.backbone import Backbone
 from app.encoder.audio import prepare
+from app.encoder.augment import CHANNEL_PLAN
 from app.metrics import eer
 from app.prompt_files import load_prompt
 from app.lm import UnitLMConfig
 from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
-from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
+from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, swap_in_copies, train_task
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, add_budget_args, fit_lr, mfcc_features
 from recipes.common.paths import WORK
-from recipes.common.results import (FAMILIES_FILE, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
+from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
                                     pooled_features, report_backbone, split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
@@ -53,7 +54,28 @@ FAMILY_VARIANTS: dict[str, PromptConfig] = {
     "v2_units_mean": replace(PROMPT_VARIANTS["v2_units"], read_at="mean"),
 }
 #: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
-BASELINES = {"mfcc_lr": "MFCC + LR", "encoder_pooled_lr": "encoder pooled + LR"}
+BASELINES = PROBES
+#: which clip features each probe reads (split_features' keys)
+PROBE_FEATURES = {"mfcc_lr": "mfcc", "encoder_pooled_lr": "encoder", "lfcc_lr": "lfcc"}
+
+
+def lfcc_features(examples) -> np.ndarray:
+    """ASVspoof's classic spoofing front end, as clip statistics: 20 linear-frequency cepstral coefficients (20
+    linear filters, 512-point FFT, 30 ms windows every 15 ms) with deltas and double deltas, mean and std over time
+    (120 numbers). A linear filterbank keeps the high band that mel scales and Whisper's log-mel squeeze, where
+    vocoders and codecs leave their traces."""
+    import torchaudio
+
+    lfcc = torchaudio.transforms.LFCC(sample_rate=16000, n_filter=20, n_lfcc=20,
+                                      speckwargs={"n_fft": 512, "win_length": 480, "hop_length": 240})
+    feats = []
+    for e in examples:
+        c = lfcc(prepare(e.audio).wav)
+        d = torchaudio.functional.compute_deltas(c)
+        dd = torchaudio.functional.compute_deltas(d)
+        x = torch.cat([c, d, dd])
+        feats.append(torch.cat([x.mean(1), x.std(1, unbiased=False)]).numpy())
+    return np.stack(feats)
 
 
 def fold_scores(p_spoof: list[float], real: list[int], spoofs: list[int]) -> dict:
@@ -76,22 +98,24 @@ def split_features(encoder, fingerprint: str, task, split: str, units_cache: Pat
                    seed: int = 0) -> dict[str, np.ndarray]:
     """The probes' inputs for every clip of a split (uncapped, in :func:`split_examples` order): ``encoder``
     (mean and std over time of ``encoder.features``: train_prompts' ``pooled`` baseline, cached with the units
-    under the encoder's fingerprint) and ``mfcc`` (train_prompts' MFCC statistics, cached in ``cache``)."""
+    under the encoder's fingerprint), ``mfcc`` (train_prompts' MFCC statistics) and ``lfcc`` (:func:`lfcc_features`),
+    the last two cached in ``cache``."""
     enc, labels = pooled_features(encoder, fingerprint, task, split, units_cache, 0, seed)
     labels = np.array(labels)
-    path = cache / f"{task.id}_{split}_mfcc.npz"
-    mfcc = None
-    if path.is_file():
-        with np.load(path) as z:
-            if np.array_equal(z["labels"], labels):
-                mfcc = z["mfcc"]
-    if mfcc is None:
-        t0 = time.time()
-        mfcc = mfcc_features(split_examples(task, split, 0, seed)).astype(np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, mfcc=mfcc, labels=labels)
-        log(f"  {task.id}/{split}: MFCC statistics of {len(labels)} clips in {time.time() - t0:.0f} s")
-    return {"encoder": np.asarray(enc, dtype=np.float32), "mfcc": mfcc, "labels": labels}
+    out = {"encoder": np.asarray(enc, dtype=np.float32), "labels": labels}
+    for name, fn in (("mfcc", mfcc_features), ("lfcc", lfcc_features)):
+        path = cache / f"{task.id}_{split}_{name}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                if np.array_equal(z["labels"], labels):
+                    out[name] = z[name]
+        if name not in out:
+            t0 = time.time()
+            out[name] = fn(split_examples(task, split, 0, seed)).astype(np.float32)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, **{name: out[name]}, labels=labels)
+            log(f"  {task.id}/{split}: {name.upper()} statistics of {len(labels)} clips in {time.time() - t0:.0f} s")
+    return out
 
 
 def probe_scores(x: dict[str, np.ndarray], y: dict[str, list[int]], x_test: np.ndarray) -> tuple[list[float], float]:
@@ -99,12 +123,6 @@ def probe_scores(x: dict[str, np.ndarray], y: dict[str, list[int]], x_test: np.n
     then refit on train + val (:func:`recipes.build.train_prompts.fit_lr`); and the C chosen."""
     clf, _ = fit_lr(x, y)
     return clf.predict_proba(x_test)[:, list(clf.classes_).index(1)].tolist(), float(clf[-1].C)
-
-
-#: Channel perturbations for ``--copies`` (app/encoder/augment.py recipes): room, background noise and level, the
-#: same for bona fide and spoof clips. No speed or pitch change: its resampling and phase vocoder would put
-#: vocoder-like artefacts into real speech.
-CHANNEL_PLAN = ("room+noise", "noise", "room", "gain+noise")
 
 
 def perturbed_units(encoder, examples, n: int, noise_dir=None, plan=CHANNEL_PLAN) -> list[list]:
@@ -119,18 +137,6 @@ def perturbed_units(encoder, examples, n: int, noise_dir=None, plan=CHANNEL_PLAN
         with torch.no_grad():
             out.append([encoder(w) for w in augment.copies(wav, n, rng, noise_dir, plan)])
     return out
-
-
-def swap_in_copies(copies: dict[int, list]):
-    """An ``augment`` hook for :func:`app.training.fit`: each epoch a training sequence is replaced by one of
-    ``copies[id(units)]`` or kept, at random (as many rows per epoch as without copies)."""
-    def fn(u, rng: np.random.Generator):
-        options = copies.get(id(u))
-        if not options:
-            return u
-        k = int(rng.integers(len(options) + 1))
-        return u if k == len(options) else options[k]
-    return fn
 
 
 def fold_indices(labels: list[int], fams: list[str], family: str, cap: int, seed: int) -> list[int]:
@@ -249,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
                   for split, cap in (("train", args.max_train), ("val", args.max_val))}
         if not args.no_baselines:
             y_fit = {s: [data[s][1][i] for i in picked[s]] for s in ("train", "val")}
-            for key, feat in (("mfcc_lr", "mfcc"), ("encoder_pooled_lr", "encoder")):
+            for key, feat in PROBE_FEATURES.items():
                 x_fit = {s: data[s][3][feat][picked[s]] for s in ("train", "val")}
                 p, c = probe_scores(x_fit, y_fit, test_x[feat])
                 row = {**fold_scores(p, real, spoofs), "C": c,

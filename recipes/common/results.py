@@ -18,7 +18,8 @@ from .paths import DOCS
 from .tasks import FAKE_FAMILIES, TASKS
 
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
-VARIANTS = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "shallow", "freq", "finetune", "pooled", "mfcc")
+VARIANTS = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug", "shallow",
+            "freq", "finetune", "pooled", "mfcc")
 RESULTS_DIR = DOCS / "results"
 #: The ``fake`` task's leave-one-family-out run (recipes.build.fake_families).
 FAMILIES_FILE = RESULTS_DIR / "families" / "fake.json"
@@ -36,13 +37,8 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}.safetensors"
     labels = [task.labels.index(e.label) for e in examples]
     if path.exists():
-        t = load_file(str(path))
-        off = t["offsets"].tolist()
-        voice = t.get("voice")
-        units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float(),
-                       voice=voice[a:b].long() if voice is not None else None)
-                 for a, b in zip(off[:-1], off[1:])]
-        if t["labels"].tolist() == labels:
+        units, stored = read_units(path)
+        if stored == labels:
             return units, labels, json.loads(path.with_suffix(".json").read_text())
     t0 = time.time()
     units, seconds = [], 0.0
@@ -53,6 +49,26 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
             units.append(encoder(audio.wav))
         if i and i % 500 == 0:
             log(f"    {task.id}/{split}: encoded {i}/{len(examples)}")
+    write_units(path, units, labels)
+    stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
+             "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
+    path.with_suffix(".json").write_text(json.dumps(stats))
+    return units, labels, stats
+
+
+def read_units(path: Path) -> tuple[list[Units], list[int]]:
+    """Unit sequences and their labels as :func:`write_units` stored them."""
+    t = load_file(str(path))
+    off = t["offsets"].tolist()
+    voice = t.get("voice")
+    units = [Units(ids=t["ids"][a:b].long(), durations=t["dur"][a:b].long(), pitch=t["pitch"][a:b].float(),
+                   voice=voice[a:b].long() if voice is not None else None)
+             for a, b in zip(off[:-1], off[1:])]
+    return units, t["labels"].tolist()
+
+
+def write_units(path: Path, units: list[Units], labels: list[int]) -> None:
+    """Store unit sequences (concatenated, with offsets) and their labels in one safetensors file."""
     off = np.cumsum([0] + [len(u) for u in units])
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"ids": torch.cat([u.ids for u in units]).to(torch.int16),
@@ -62,10 +78,34 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
     if units and units[0].voice is not None:
         tensors["voice"] = torch.cat([u.voice for u in units]).to(torch.int8)
     save_file(tensors, str(path))
-    stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
-             "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
-    path.with_suffix(".json").write_text(json.dumps(stats))
-    return units, labels, stats
+
+
+def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: int, cap: int = 0,
+                  seed: int = 0, noise_dir: Path | None = None, channel_only: bool = False) -> list[list[Units]]:
+    """For every clip of a split (as :func:`encode_split` picks them), the units of ``n`` perturbed copies of its
+    audio (app.encoder.augment's PLAN: speed, pitch, room + noise, ...; with ``channel_only`` its CHANNEL_PLAN: room,
+    noise, level), clip i's copies seeded by ``seed + i`` (a clip listed twice gets different copies), cached
+    beside the split's units."""
+    from app.encoder import augment
+
+    examples = split_examples(task, split, cap, seed)
+    labels = [task.labels.index(e.label) for e in examples]
+    plan, kind = (augment.CHANNEL_PLAN, "channel") if channel_only else (augment.PLAN, "copies")
+    path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}_{kind}{n}.safetensors"
+    if path.exists():
+        units, stored = read_units(path)
+        if stored == [y for y in labels for _ in range(n)]:
+            return [units[i * n:(i + 1) * n] for i in range(len(examples))]
+    t0 = time.time()
+    flat: list[Units] = []
+    for i, e in enumerate(examples):
+        wav = prepare(e.audio).wav
+        with torch.no_grad():
+            flat += [encoder(w) for w in augment.copies(wav, n, np.random.default_rng(seed + i), noise_dir, plan)]
+        if i and i % 200 == 0:
+            log(f"    {task.id}/{split}: {n} copies of {i}/{len(examples)} clips ({time.time() - t0:.0f} s)")
+    write_units(path, flat, [y for y in labels for _ in range(n)])
+    return [flat[i * n:(i + 1) * n] for i in range(len(examples))]
 
 
 def pooled_features(encoder, fingerprint: str, task, split: str, cache: Path, cap: int = 0,
@@ -175,13 +215,18 @@ FAMILY_SECTION = "## fake: synthesizer families never seen in training"
 FAMILY_TARGETS = {"each held-out family": 0.15, "pooled": 0.10}
 
 
+#: The probes of a leave-one-family-out run, in the table's order (recipes.build.fake_families.BASELINES).
+PROBES = {"mfcc_lr": "MFCC + LR", "encoder_pooled_lr": "encoder pooled + LR", "lfcc_lr": "LFCC + LR"}
+
+
 def _cell(x: float | None) -> str:
     return "" if x is None else f"{x:.3f}"
 
 
 def family_lines(r: dict, fingerprint: str) -> list[str]:
     """RESULTS.md's section on the fake task's leave-one-family-out run ``r`` (docs/results/families/fake.json):
-    per held-out family the prompt's EER beside the two probes' (MFCC + LR, encoder pooled + LR) on the same folds,
+    per held-out family the prompt's EER beside the probes' (MFCC + LR, encoder pooled + LR, LFCC + LR) on the same
+    folds,
     and the targets; empty when ``r`` was measured on another backbone than ``fingerprint`` or has no fold."""
     base = r.get("baselines", {})
     fams = [f for f in FAKE_FAMILIES if f in r.get("held_out", {}) or any(f in b.get("held_out", {})
@@ -189,6 +234,7 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
     if r.get("backbone") != fingerprint or not fams:
         return []
     b, setup = r.get("budget", {}), r.get("setup", {})
+    probe_keys = [k for k in PROBES if k in base]  # runs from before a probe existed lack its column
     lines = [FAMILY_SECTION, "",
              f"Leave-one-family-out: for each family a {r['variant']} prompt is trained like the shipped one "
              f"(at most {b.get('max_train', 1000):,} training clips, {b.get('epochs', 30)} epochs, "
@@ -198,10 +244,11 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
              + (f"; unit dropout {setup['unit_dropout']:g}" if setup.get("unit_dropout") else "")
              + ") on the other four families and the "
              "real clips, then scored on the test split's real clips (people never heard) against that family's test "
-             "spoofs. On the same folds and clips, two probes (baselines, never shipped): MFCC statistics + LR and "
-             "encoder pooled + LR (mean and std over time of the encoder frames the k-means quantizes; both a "
+             "spoofs. On the same folds and clips, probes (baselines, never shipped): MFCC statistics + LR, "
+             "encoder pooled + LR (mean and std over time of the encoder frames the k-means quantizes) and LFCC + LR "
+             "(ASVspoof's linear-frequency cepstra with deltas, mean and std over time); each a "
              "standardised logistic regression, C picked on the fold's validation clips, refit on training + "
-             "validation). "
+             "validation. "
              "The last column is "
              "the shipped prompt, trained on all five families (test voices still unseen where the family has "
              f"enough voices). Backbone `{r.get('backbone_id', '')}` (fingerprint `{r['backbone']}`). "
@@ -210,30 +257,30 @@ def family_lines(r: dict, fingerprint: str) -> list[str]:
                        if c and c != r["command"].strip())
              + "; data: `python -m recipes.build.tasks --build fake`. What was tried to make the prompt generalise: "
              "[FAKE.md](FAKE.md).",
-             "", "| held-out family | test voices | test spoofs | EER, prompt (family never seen) | EER, MFCC + LR | "
-             "EER, encoder pooled + LR | spoofs passed as real (prompt, p < 0.5) | real called spoof (prompt) | "
+             "", "| held-out family | test voices | test spoofs | EER, prompt (family never seen) | "
+             + "".join(f"EER, {PROBES[k]} | " for k in probe_keys)
+             + "spoofs passed as real (prompt, p < 0.5) | real called spoof (prompt) | "
              "epochs (train s wall / CPU) | EER, shipped prompt (family seen) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|" + "---|" * len(probe_keys) + "---|---|---|---|"]
     for fam in fams:
         row = r.get("held_out", {}).get(fam, {})
         voices = ", ".join(v for _, v in FAKE_FAMILIES[fam]["test"]) if fam != "formant" else \
             f"{len(FAKE_FAMILIES[fam]['test'])} espeak-ng variants"
-        probes = [base.get(k, {}).get("held_out", {}).get(fam, {}) for k in ("mfcc_lr", "encoder_pooled_lr")]
+        probes = [base.get(k, {}).get("held_out", {}).get(fam, {}) for k in probe_keys]
         n = row.get("spoofs") or next((p["spoofs"] for p in probes if p), "")
         seen = r.get("seen", {}).get(fam, {}).get("eer")
         cpu = row.get("train_cpu_seconds")
         run = f"{row['epochs_run']} ({row.get('train_seconds', '')}{'' if cpu is None else f' / {cpu}'})" \
             if row else ""
-        lines.append(f"| {fam} | {voices} | {n} | {_cell(row.get('eer'))} | {_cell(probes[0].get('eer'))} | "
-                     f"{_cell(probes[1].get('eer'))} | "
+        lines.append(f"| {fam} | {voices} | {n} | {_cell(row.get('eer'))} | "
+                     + "".join(f"{_cell(x.get('eer'))} | " for x in probes) +
                      f"{'' if not row else format(row['spoofs_passed_as_real'], '.1%')} | "
                      f"{'' if not row else format(row['real_called_spoof'], '.1%')} | {run} | {_cell(seen)} |")
-    pooled = [r.get("pooled_eer"), base.get("mfcc_lr", {}).get("pooled_eer"),
-              base.get("encoder_pooled_lr", {}).get("pooled_eer")]
+    pooled = [r.get("pooled_eer")] + [base.get(k, {}).get("pooled_eer") for k in probe_keys]
     seen_all = r.get("seen", {}).get("all", {}).get("eer")
     total = sum(x["spoofs"] for x in r.get("held_out", {}).values()) or ""
-    lines.append(f"| **pooled** | | {total} | **{_cell(pooled[0])}** | {_cell(pooled[1])} | {_cell(pooled[2])} | | | | "
-                 f"{_cell(seen_all)} |")
+    lines.append(f"| **pooled** | | {total} | **{_cell(pooled[0])}** | " + "".join(f"{_cell(x)} | " for x in pooled[1:])
+                 + f"| | | {_cell(seen_all)} |")
     if r.get("held_out"):
         worst = max(x["eer"] for x in r["held_out"].values())
         each = FAMILY_TARGETS["each held-out family"]
