@@ -3,9 +3,10 @@
     python -m recipes.build.train_prompts                       # every task, the default variants
     python -m recipes.build.train_prompts --tasks digits gender --variants v2 mfcc
 
-Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, v2_mean_novoice, shallow, freq, finetune, pooled,
-mfcc (default: DEFAULT_VARIANTS, without the slow shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one
-with the best validation accuracy is shipped to prompts/<task>/; results, each test figure with its speaker spread,
+Methods (recipes.common.results.VARIANTS): v2, v2_units, v2_mean, v2_mean_novoice, their ``_aug`` forms (trained on
+perturbed copies of every clip), shallow, freq, finetune, pooled, mfcc (default: DEFAULT_VARIANTS, without the slow
+shallow / freq / finetune). Of the v2 prompts (SHIPPABLE) the one with the best validation accuracy on voices never
+heard in training (choice_clips) is shipped to prompts/<task>/; results, each test figure with its speaker spread,
 accumulate in docs/results/<task>.json and docs/RESULTS.md is regenerated (--report-only does just that). Each shipped
 task.json gets its task card (--cards-only writes just the cards, into the prompts already shipped: no training).
 Details: docs/RECIPES.md#train_prompts.
