@@ -480,7 +480,8 @@ def shipped_row(tid: str, r: dict) -> str:
     d = r["data"]
     return (f"| {tid} | {len(r['labels'])} | {figure_text(test, r['metric'])} | {speakers_text(test)} | "
             f"{per_speaker_text(test)} | {gap_text(r)} | {test['macro_f1']:.3f} | {'; '.join(other)} | "
-            f"{' + '.join(v.get('verbalizer_reads', ['units']))} | {val_text(v, r['metric'])} | {r.get('val_choice', '')} | "
+            f"{' + '.join(v.get('verbalizer_reads', ['units']))} | {val_text(v, r['metric'])} | "
+            f"{r.get('val_choice', '')} | "
             f"{v['trainable_params']:,} | {v.get('bytes', '')} | {train_text(v)} | "
             f"{d['train']['clips']} / {d['val']['clips']} / {d['test']['clips']} |")
 
