@@ -226,8 +226,7 @@ def _cell(x: float | None) -> str:
 def family_lines(r: dict, fingerprint: str) -> list[str]:
     """RESULTS.md's section on the fake task's leave-one-family-out run ``r`` (docs/results/families/fake.json):
     per held-out family the prompt's EER beside the probes' (MFCC + LR, encoder pooled + LR, LFCC + LR) on the same
-    folds,
-    and the targets; empty when ``r`` was measured on another backbone than ``fingerprint`` or has no fold."""
+    folds, and the targets; empty when ``r`` was measured on another backbone than ``fingerprint`` or has no fold."""
     base = r.get("baselines", {})
     fams = [f for f in FAKE_FAMILIES if f in r.get("held_out", {}) or any(f in b.get("held_out", {})
                                                                            for b in base.values())]
