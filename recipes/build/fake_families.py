@@ -2,7 +2,7 @@
 
     python -m recipes.build.fake_families                  # all five folds, the variant shipped in prompts/fake
     python -m recipes.build.fake_families --variant v2_mean --families neural vocoded --out /tmp/screen.json
-    python -m recipes.build.fake_families --baselines-only # only the two probes, every fold (seconds)
+    python -m recipes.build.fake_families --baselines-only # only the three probes, every fold (seconds)
     python -m recipes.build.fake_families --report-only    # only rewrite RESULTS.md's fake section from the json
     python -m recipes.build.fake_families --report-only --out docs/results/families/fake_<fingerprint>.json
 
@@ -10,8 +10,9 @@ For each family of recipes.common.tasks.FAKE_FAMILIES, a prompt is trained exact
 shipped one (same budget, seed and early stopping; the variant, the epochs and the time cap can be changed) on the
 training split without that family, then scored on the test split's real clips against that family's test spoofs
 (its test voices; EER). The same fold's clips train three baselines (probes, never shipped): MFCC statistics + LR
-(train_prompts' ``mfcc`` features) and "encoder pooled + LR" (mean and std over time of the frames the k-means
-quantizes, ``backbone.encoder.features``: train_prompts' ``pooled``), both train_prompts' standardised logistic
+(train_prompts' ``mfcc`` features), "encoder pooled + LR" (mean and std over time of the frames the k-means
+quantizes, ``backbone.encoder.features``: train_prompts' ``pooled``) and LFCC + LR (:func:`lfcc_features`, ASVspoof's
+classic front end), each train_prompts' standardised logistic
 regression (C picked on the fold's validation clips, then refit on its training and validation clips). The pooled
 EER puts the held-out scores of all folds together (each fold's real clips and held-out spoofs). The shipped
 prompt, which heard every family, is scored per family too (when it was trained on this backbone). Writes
@@ -53,7 +54,7 @@ FAMILY_VARIANTS: dict[str, PromptConfig] = {
     **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
     "v2_units_mean": replace(PROMPT_VARIANTS["v2_units"], read_at="mean"),
 }
-#: The two probes scored beside the prompt on every fold (baselines, never the shipped classifier).
+#: The probes scored beside the prompt on every fold (baselines, never the shipped classifier).
 BASELINES = PROBES
 #: which clip features each probe reads (split_features' keys)
 PROBE_FEATURES = {"mfcc_lr": "mfcc", "encoder_pooled_lr": "encoder", "lfcc_lr": "lfcc"}
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--copies", type=int, default=0,
                     help="channel-perturbed copies of each training clip (CHANNEL_PLAN), swapped in at random")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--baselines-only", action="store_true", help="score only the two probes (no prompt training)")
+    ap.add_argument("--baselines-only", action="store_true", help="score only the probes (no prompt training)")
     ap.add_argument("--no-baselines", action="store_true", help="do not score the probes")
     ap.add_argument("--report-only", action="store_true",
                     help="only rewrite docs/RESULTS.md's fake section from --out (after train_prompts --cards-only)")
