@@ -441,6 +441,7 @@ def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence
     or one of its copies drawn at random (large sets: epochs as long as without copies)."""
     cfg = cfg or TrainConfig(seed=seed)
     rows = expand(train)
+    n_rows = len(rows)
     prompt = new_prompt(lm, info, config, [u for u, _ in rows], seed)
     if source is not None:
         transfer_prompt(prompt, source)
@@ -454,7 +455,7 @@ def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence
     result = train_prompt(lm, prompt, rows, val or None, cfg, progress)
     prompt.eval()
     prompt.requires_grad_(False)
-    info.metrics = {**info.metrics, **run_metrics(result, len(train), len(expand(train)))}
+    info.metrics = {**info.metrics, **run_metrics(result, len(train), n_rows)}
     return prompt, result
 
 

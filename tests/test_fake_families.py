@@ -172,15 +172,6 @@ def test_folds_of_another_set_up_are_not_mixed_in():
     assert ff.same_setup(legacy, setup) and not ff.same_setup({**legacy, "variant": "v2"}, setup)
 
 
-def test_copies_are_swapped_in_at_random_and_other_sequences_left_alone():
-    a, b, c, other = object(), object(), object(), object()
-    fn = ff.swap_in_copies({id(a): [b, c]})
-    rng = np.random.default_rng(0)
-    seen = {id(fn(a, rng)) for _ in range(60)}
-    assert seen == {id(a), id(b), id(c)}
-    assert fn(other, rng) is other
-
-
 def test_perturbed_copies_change_the_channel_only_and_are_seeded_by_the_clip():
     t = np.arange(16000) / 16000
     clip = SimpleNamespace(audio=(16000, (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)))

@@ -156,6 +156,15 @@ def test_few_shot_uses_every_take_and_its_copies(backbone):
     assert not any(p.requires_grad for p in shot.prompt.parameters())
 
 
+def test_copies_are_swapped_in_at_random_and_other_sequences_left_alone():
+    a, b, c, other = object(), object(), object(), object()
+    fn = training.swap_in_copies({id(a): [b, c]})
+    rng = np.random.default_rng(0)
+    seen = {id(fn(a, rng)) for _ in range(60)}
+    assert seen == {id(a), id(b), id(c)}
+    assert fn(other, rng) is other
+
+
 def test_sampled_copies_train_one_version_of_each_take_per_draw(backbone):
     takes = _takes(backbone, 3, copies=2)
     data = [(t, c) for c, k in enumerate(KINDS) for t in takes[k]]

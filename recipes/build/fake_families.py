@@ -40,7 +40,7 @@ from app.prompt_files import load_prompt
 from app.lm import UnitLMConfig
 from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
-from app.training import TrainConfig, drop_units, predict_proba, prompt_logits_fn, swap_in_copies, train_task
+from app.training import Take, TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
 from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, add_budget_args, fit_lr, mfcc_features
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
@@ -267,9 +267,7 @@ def main(argv: list[str] | None = None) -> None:
                 log(f"{family} held out, {BASELINES[key]}: EER {row['eer']:.3f}")
         if args.baselines_only:
             continue
-        train = [(data["train"][0][i], data["train"][1][i]) for i in picked["train"]]
         val = [(data["val"][0][i], data["val"][1][i]) for i in picked["val"]]
-        augment = drop_units(args.unit_dropout) if args.unit_dropout > 0 else None
         if args.copies:
             todo = [i for i in picked["train"] if i not in train_copies]
             if todo:
@@ -277,15 +275,16 @@ def main(argv: list[str] | None = None) -> None:
                 made = perturbed_units(bb.encoder, [train_examples[i] for i in todo], args.copies, NOISE_DIR)
                 train_copies.update(zip(todo, made))
                 log(f"  {family}: {args.copies} perturbed copies of {len(todo)} clips in {time.time() - t0:.0f} s")
-            swap = swap_in_copies({id(data["train"][0][i]): train_copies[i] for i in picked["train"]})
-            augment = swap if augment is None else (lambda u, rng, a=augment: a(swap(u, rng), rng))
+        train = [(Take(data["train"][0][i], train_copies.get(i, [])), data["train"][1][i]) for i in picked["train"]]
         torch.manual_seed(args.seed)
         info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
-                          seed=args.seed, max_seconds=args.max_minutes * 60, augment=augment)
+                          seed=args.seed, max_seconds=args.max_minutes * 60,
+                          augment=drop_units(args.unit_dropout) if args.unit_dropout > 0 else None)
         cpu0 = time.process_time()
-        # the library's one training flow with train_prompts' settings (random verbalizer start, validation split)
-        prompt, res = train_task(bb.lm, info, FAMILY_VARIANTS[variant], train, val, cfg,
+        # the library's one training flow with train_prompts' settings (random verbalizer start, validation split;
+        # each epoch a clip trains as itself or one of its copies)
+        prompt, res = train_task(bb.lm, info, FAMILY_VARIANTS[variant], train, val, cfg, sample_copies=True,
                                  verbalizer_init="random", seed=args.seed, progress=lambda row: log(
                                      f"  {family} epoch {row['epoch']}: loss {row['loss']:.3f}, val acc "
                                      f"{row['val_acc']:.3f} ({row['seconds']:.0f} s)"))
