@@ -299,3 +299,53 @@ def test_unseen_family_figures_reach_the_card_only_for_the_read_out_they_measure
     run.write_text(json.dumps({"variant": "v2_units_mean"}))  # a screening read-out no shipped prompt has
     assert not family_run_fits(mean_all, lm, run)
     assert not family_run_fits(mean_all, lm, tmp_path / "none.json")
+
+
+def test_encode_only_caches_splits_and_copies_under_the_finished_backbones_encoder_fingerprint(tmp_path, backbone,
+                                                                                                 monkeypatch):
+    """A backbone recipe's work dir (encoder parts only, LM still training) -> task units and perturbed copies, cached
+    where the finished bundle will look for them."""
+    import json
+    from types import SimpleNamespace
+
+    from safetensors.torch import save_file
+
+    from recipes.build import train_prompts as tp
+    from recipes.common.results import encode_copies, encode_split
+
+    task, args = _tone_task(tmp_path)
+    work = tmp_path / "work"
+    work.mkdir()
+    config = backbone.config
+    (work / "config-encoder.json").write_text(json.dumps({"dense": config["dense"], "quantizer": config["quantizer"]}))
+    save_file({f"dense.{k}": v.contiguous() for k, v in backbone.encoder.dense.state_dict().items()},
+              str(work / "dense.safetensors"))
+    save_file({"centroids": backbone.encoder.centroids.contiguous()}, str(work / "centroids.safetensors"))
+    monkeypatch.setattr(tp, "TASKS", {"tones": task})
+    tp.encode_only(SimpleNamespace(**vars(args), encode_only=work, tasks=["tones"], copies=2))
+    fp = backbone.encoder_fingerprint
+    cached = sorted(p.name for p in (args.cache / fp).glob("*.safetensors"))
+    assert cached == ["tones_test.safetensors", "tones_train.safetensors", "tones_train_copies2.safetensors",
+                      "tones_val.safetensors"]
+
+    class Deaf:  # the finished backbone reads them all from the cache
+        def __call__(self, wav):
+            raise AssertionError("encoder called despite the cache")
+    units, _, _ = encode_split(Deaf(), fp, task, "train", args.cache)
+    assert [u.ids.tolist() for u in units] == [backbone.encoder(tp.prepare(e.audio).wav).ids.tolist()
+                                             for e in tp.split_examples(task, "train")]
+    assert len(encode_copies(Deaf(), fp, task, "train", args.cache, 2)) == 12
+
+
+def test_baseline_cells_mark_runs_the_time_cap_stopped_not_early_stopped_ones():
+    from recipes.build.train_prompts import baseline_cell, time_capped
+
+    test = {"accuracy": 0.5, "macro_f1": 0.5}
+    capped = {"test": test, "trainable_params": 10, "epochs": 30, "epochs_run": 9, "train_seconds": 460.2,
+              "max_minutes": 7.0}
+    early = {**capped, "epochs_run": 12, "train_seconds": 200.0}  # patience ended it well inside the cap
+    full = {**capped, "epochs_run": 30, "train_seconds": 419.0}
+    assert time_capped(capped) and not time_capped(early) and not time_capped(full)
+    assert not time_capped({k: v for k, v in capped.items() if k != "max_minutes"})  # rows without a cap recorded
+    r = {"metric": "accuracy", "finetune": capped, "shallow": early}
+    assert "† 9/30 ep" in baseline_cell(r, "finetune") and "†" not in baseline_cell(r, "shallow")

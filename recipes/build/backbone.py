@@ -109,6 +109,38 @@ def load_wav(path: str) -> torch.Tensor:
     return prepare(path, max_seconds=20.0).wav
 
 
+def is_real(row: dict) -> bool:
+    """A corpus clip recorded by a person (the manifest's ``source``), not synthesized."""
+    return row.get("source") == "real"
+
+
+def kmeans_pick(rows: list[dict], n: int, real_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the ``n`` corpus clips whose frames fit the codebook: uniformly at random (``real_share`` 0), or
+    ``real_share`` of them real recordings (as many as there are) and the rest synthetic, each part at random."""
+    if real_share <= 0:
+        return rng.permutation(len(rows))[:n]
+    real = np.flatnonzero([is_real(r) for r in rows])
+    synth = np.flatnonzero([not is_real(r) for r in rows])
+    n_real = min(len(real), int(round(n * real_share)))
+    return np.concatenate([rng.permutation(real)[:n_real], rng.permutation(synth)[: n - n_real]])
+
+
+def hours_subset(rows: list[dict], hours: float, real_share: float, rng: np.random.Generator) -> list[dict]:
+    """A seeded subset of about ``hours`` of audio, in corpus order: at random (``real_share`` 0), or real recordings
+    first, up to ``real_share`` of the hours (all of them if there are fewer), then synthetic clips at random."""
+    def take(idx: np.ndarray, budget: float) -> list[int]:
+        secs = np.cumsum([float(rows[i].get("seconds") or 3.0) for i in idx])
+        return list(idx[: int(np.searchsorted(secs, budget)) + 1]) if budget > 0 else []
+
+    if real_share <= 0:
+        return [rows[i] for i in sorted(take(rng.permutation(len(rows)), hours * 3600))]
+    real = rng.permutation(np.flatnonzero([is_real(r) for r in rows]))
+    synth = rng.permutation(np.flatnonzero([not is_real(r) for r in rows]))
+    chosen = take(real, real_share * hours * 3600)
+    used = sum(float(rows[i].get("seconds") or 3.0) for i in chosen)
+    return [rows[i] for i in sorted(chosen + take(synth, hours * 3600 - used))]
+
+
 def kmeans(x: torch.Tensor, k: int, iters: int = 30, seed: int = 0) -> torch.Tensor:
     """k-means++ initialisation then Lloyd iterations; empty clusters are re-seeded from far points."""
     g = torch.Generator().manual_seed(seed)
@@ -157,7 +189,7 @@ def stage_kmeans(args, rows, dense) -> tuple[torch.Tensor, VoiceQuantizer | None
 
 def sample_and_fit(args, rows, dense) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(args.seed)
-    pick = rng.permutation(len(rows))[: args.kmeans_clips]
+    pick = kmeans_pick(rows, args.kmeans_clips, args.real_share, rng)
     feats, stats = [], []
     with torch.no_grad():
         for i, j in enumerate(pick):
@@ -192,10 +224,9 @@ def stage_units(args, rows, encoder: SpeechEncoder) -> dict[str, torch.Tensor]:
     ids, dur, pitch, voice, offsets, heldout = [], [], [], [], [0], []
     rng = np.random.default_rng(args.seed + 1)
     if args.encode_hours:  # a seeded random subset of the corpus, when CPU time is short
-        order = np.random.default_rng(args.seed + 2).permutation(len(rows))
-        secs = np.cumsum([float(rows[i].get("seconds") or 3.0) for i in order])
-        rows = [rows[i] for i in sorted(order[: int(np.searchsorted(secs, args.encode_hours * 3600)) + 1])]
-        log(f"  encoding a random {args.encode_hours} h subset: {len(rows)} clips")
+        rows = hours_subset(rows, args.encode_hours, args.real_share, np.random.default_rng(args.seed + 2))
+        log(f"  encoding a {args.encode_hours} h subset: {len(rows)} clips, "
+            f"{sum(is_real(r) for r in rows)} of them real recordings")
     start = time.time()
     audio_s = 0.0
     for i, r in enumerate(rows):
@@ -426,6 +457,9 @@ def main() -> None:
     ap.add_argument("--voice-layer", type=int, default=1, help="encoder block whose frames the voice is taken from")
     ap.add_argument("--voice-window", type=int, default=50, help="voice window, in frames (50 = 1 s)")
     ap.add_argument("--kmeans-clips", type=int, default=3000)
+    ap.add_argument("--real-share", type=float, default=0.0,
+                    help="share of real recordings in the k-means sample and the --encode-hours subset "
+                         "(0: at random, as v2; v3: 0.5)")
     ap.add_argument("--frames-per-clip", type=int, default=60)
     ap.add_argument("--exclude-datasets", nargs="*", default=["voxforge"],
                     help="corpus datasets kept out of the backbone (voxforge is language ID's real test set)")

@@ -486,13 +486,22 @@ def shipped_row(tid: str, r: dict) -> str:
             f"{d['train']['clips']} / {d['val']['clips']} / {d['test']['clips']} |")
 
 
+def time_capped(row: dict) -> bool:
+    """Whether a training run was stopped by its wall-clock cap before its epochs (not by early stopping)."""
+    cap = row.get("max_minutes")
+    return (cap is not None and row.get("epochs_run", 0) < row.get("epochs", 0)
+            and row.get("train_seconds", 0) >= 0.95 * 60 * cap)
+
+
 def baseline_cell(r: dict, k: str) -> str:
-    """A cell of the baselines table: test figure [interval] (* shipped) (trainable parameters)."""
+    """A cell of the baselines table: test figure [interval] (* shipped) († stopped by the time cap) (trainable
+    parameters)."""
     row = r.get(k)
     if headline(row, r["metric"]) is None:
         return ""
     star = " *" if k == r.get("shipped") else ""
-    return f"{figure_text(row['test'], r['metric'], sep='-')}{star} ({row['trainable_params']:,})"
+    dagger = f" † {row['epochs_run']}/{row['epochs']} ep" if time_capped(row) else ""
+    return f"{figure_text(row['test'], r['metric'], sep='-')}{star}{dagger} ({row['trainable_params']:,})"
 
 
 def report_lines(all_results: dict, bb: Backbone) -> list[str]:
@@ -537,14 +546,19 @@ def report_lines(all_results: dict, bb: Backbone) -> list[str]:
               for tid, r in all_results.items()]
     lines += ["", "Parameters in brackets are the trainable parameters of each method, the interval the speaker "
               "bootstrap's; * marks the SpeechPrompt v2 variant shipped in prompts/ (chosen on validation "
-              "accuracy). Every method's per-speaker figures and the real-speakers-only figure of mixed test splits "
-              "are in docs/results/<task>.json (`spread`).", ""]
+              "accuracy); † a run the time cap stopped before its epochs (epochs run / budget), i.e. "
+              "under-trained: the slow baselines of 2026-11-30 ran as two processes beside a backbone build on two "
+              "cores, so theirs got about half a core each. Every method's per-speaker figures and the "
+              "real-speakers-only figure of mixed test splits are in docs/results/<task>.json (`spread`).", ""]
     vs = versus_finetune(all_results)
     if vs:
         lines += [f"Mean test accuracy over the {vs['tasks']} tasks with both: SpeechPrompt v2 (shipped) "
                   f"{vs['v2']:.3f}, full fine-tuning {vs['finetune']:.3f} "
                   f"(difference {vs['gap_points']:+.1f} points), with at most "
-                  f"{100 * vs['param_share']:.2f} % of fine-tuning's trainable parameters.", ""]
+                  f"{100 * vs['param_share']:.2f} % of fine-tuning's trainable parameters"
+                  + (f"; {vs['finetune_capped']} of the {vs['tasks']} fine-tuning runs were stopped by the time cap "
+                     "before their epochs (†), so fine-tuning is under-trained there" if vs["finetune_capped"] else "")
+                  + ".", ""]
     lines += ["Budget: at most 1,000 training clips per task (stratified), 30 epochs, AdamW lr 3e-2 with one-cycle "
               "schedule, early stopping on validation accuracy (patience 8), at most 7 minutes per run on one CPU "
               "thread; runs that hit the time cap stopped before 30 epochs (see train s). Full fine-tuning trains the "
@@ -588,7 +602,8 @@ def versus_finetune(all_results: dict) -> dict | None:
     v2 = float(np.mean([shipped(r)["test"]["accuracy"] for r in both]))
     ft = float(np.mean([r["finetune"]["test"]["accuracy"] for r in both]))
     share = max(shipped(r)["trainable_params"] / r["finetune"]["trainable_params"] for r in both)
-    return {"tasks": len(both), "v2": v2, "finetune": ft, "gap_points": 100 * (v2 - ft), "param_share": share}
+    return {"tasks": len(both), "v2": v2, "finetune": ft, "gap_points": 100 * (v2 - ft), "param_share": share,
+            "finetune_capped": sum(time_capped(r["finetune"]) for r in both)}
 
 
 def target_lines(all_results: dict) -> list[str]:
@@ -609,8 +624,9 @@ def target_lines(all_results: dict) -> list[str]:
     vs = versus_finetune(all_results)
     if vs:
         gap, share = vs["gap_points"], vs["param_share"]
+        capped = f" ({vs['finetune_capped']} fine-tuning runs stopped by the time cap)" if vs["finetune_capped"] else ""
         lines += [f"| mean over {vs['tasks']} tasks within {MAX_GAP_POINTS:.0f} points of full fine-tuning | "
-                  f"{gap:+.2f} points | {'yes' if gap >= -MAX_GAP_POINTS else 'no'} |",
+                  f"{gap:+.2f} points{capped} | {'yes' if gap >= -MAX_GAP_POINTS else 'no'} |",
                   f"| at most {100 * MAX_PARAM_SHARE:.0f} % of fine-tuning's trainable parameters | "
                   f"{100 * share:.2f} % | {'yes' if share <= MAX_PARAM_SHARE else 'no'} |"]
     return lines
@@ -670,6 +686,10 @@ def encode_only(args) -> None:
         for s in task.splits:
             _, _, stats = encode_split(encoder, fp, task, s, args.cache, split_cap(args, s), args.seed)
             log(f"{tid}/{s}: {stats}")
+        if args.copies:  # what the *_aug variants train on
+            encode_copies(encoder, fp, task, "train", args.cache, args.copies, split_cap(args, "train"), args.seed,
+                          NOISE_DIR, task.id in CHANNEL_ONLY)
+            log(f"{tid}/train: {args.copies} perturbed copies of every clip cached")
 
 
 def main() -> None:
@@ -693,8 +713,9 @@ def main() -> None:
     ap.add_argument("--cards-only", action="store_true",
                     help="only write the task cards into the shipped prompts' task.json (no training), then report")
     ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
-                    help="only cache task units, with the encoder of an unfinished backbone recipe's work dir "
-                         "(its config-encoder.json + centroids), e.g. while the LM is still training")
+                    help="only cache task units (and --copies perturbed copies of the training clips; 0: none), "
+                         "with the encoder of an unfinished backbone recipe's work dir (its config-encoder.json + "
+                         "centroids), e.g. while the LM is still training")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
