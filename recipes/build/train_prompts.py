@@ -546,9 +546,8 @@ def report_lines(all_results: dict, bb: Backbone) -> list[str]:
               for tid, r in all_results.items()]
     lines += ["", "Parameters in brackets are the trainable parameters of each method, the interval the speaker "
               "bootstrap's; * marks the SpeechPrompt v2 variant shipped in prompts/ (chosen on validation "
-              "accuracy); † a run the time cap stopped before its epochs (epochs run / budget), i.e. "
-              "under-trained: the slow baselines of 2026-11-30 ran as two processes beside a backbone build on two "
-              "cores, so theirs got about half a core each. Every method's per-speaker figures and the "
+              "accuracy); † a run the --max-minutes cap stopped before its epochs (epochs run / budget), so "
+              "under-trained (train s and the machine's load decide it). Every method's per-speaker figures and the "
               "real-speakers-only figure of mixed test splits are in docs/results/<task>.json (`spread`).", ""]
     vs = versus_finetune(all_results)
     if vs:

@@ -32,8 +32,7 @@ from recipes.build import backbone as recipe
 from recipes.common.paths import WORK
 from recipes.common.results import RESULTS_DIR, log, split_examples
 from recipes.common.tasks import TASKS
-
-TEST_SPLIT = {"language": "real"}  # the language task's honest test: real VoxForge volunteers
+from recipes.experiments.lm_health import TEST_SPLIT
 
 
 def lr_score(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, y_te: np.ndarray) -> float:
