@@ -254,6 +254,7 @@ def test_augmented_variant_trains_on_cached_copies_seeded_per_clip(tmp_path, bac
     assert all(torch.equal(a.ids, b.ids) for x, y in zip(copies, again) for a, b in zip(x, y))
 
     assert PROMPT_VARIANTS["v2_mean_aug"] == PROMPT_VARIANTS["v2_mean"]
+    assert PROMPT_VARIANTS["v2_units_aug"] == PROMPT_VARIANTS["v2_units"]  # the paper's read-out, on copies
     args = SimpleNamespace(**vars(args), epochs=2, lr=3e-2, batch_size=8, patience=8, max_minutes=1.0, copies=2,
                            candidates=tmp_path / "candidates")
     r = run_task(backbone, task, ["v2_mean_aug"], args)
@@ -349,3 +350,21 @@ def test_baseline_cells_mark_runs_the_time_cap_stopped_not_early_stopped_ones():
     assert not time_capped({k: v for k, v in capped.items() if k != "max_minutes"})  # rows without a cap recorded
     r = {"metric": "accuracy", "finetune": capped, "shallow": early}
     assert "† 9/30 ep" in baseline_cell(r, "finetune") and "†" not in baseline_cell(r, "shallow")
+
+
+def test_the_shipped_prompt_stands_in_for_its_lost_candidate(tmp_path):
+    """A run of other variants on a new machine (no candidates on disk) is chosen against the shipped prompt."""
+    cands, out = tmp_path / "cands", tmp_path / "prompts"
+    (out / "t").mkdir(parents=True)
+    (out / "t" / "task.json").write_text(json.dumps({"marker": "shipped", "backbone": {"fingerprint": "fp"}}))
+    _candidate(cands, "v2_units", "t", "units")
+    results = {"v2_aug": _row(0.95, 0.9), "v2_units": _row(0.90, 0.99), "shipped": "v2_aug"}
+    assert select_and_ship("t", results, cands, out, "fp") == "v2_aug"
+    assert json.loads((out / "t" / "task.json").read_text())["marker"] == "shipped"
+    assert (cands / "v2_aug" / "t" / "task.json").is_file()
+    # a shipped prompt of another backbone is not restored: the new run's own candidate is all there is
+    (out / "t" / "task.json").write_text(json.dumps({"marker": "old", "backbone": {"fingerprint": "other"}}))
+    results = {"v2_aug": _row(0.95, 0.9, fp="fp"), "v2_units": _row(0.90, 0.99), "shipped": "v2_aug"}
+    import shutil
+    shutil.rmtree(cands / "v2_aug")
+    assert select_and_ship("t", results, cands, out, "fp") == "v2_units"

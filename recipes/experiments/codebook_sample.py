@@ -12,7 +12,8 @@ regression (C = 0.1), trained on the prompts' training split (cap 1,000), scored
 real volunteers).
 
 Voice part (``--voice TASK``): VoiceQuantizer fits on the window statistics (1 s windows) of every encoder block,
-16 or 32 streams of 8 codes, fit on the task's own training clips (600), then a bag of the codes + LR as above.
+``--streams`` (16, 32) streams of 8 codes, fit on the task's own training clips (600), then a bag of the codes + LR
+as above.
 
 Prints one line per figure and writes docs/results/codebook_sample.json (or ``--out``).
 """
@@ -125,6 +126,7 @@ def main() -> None:
     ap.add_argument("--backbone", default=None)
     ap.add_argument("--tasks", nargs="*", default=["digits", "language", "commands", "emotion"])
     ap.add_argument("--voice", default=None, metavar="TASK", help="run the voice-stream part on this task instead")
+    ap.add_argument("--streams", nargs="*", type=int, default=[16, 32], help="voice part: stream counts to try")
     ap.add_argument("--corpus", type=Path, default=WORK / "corpus")
     ap.add_argument("--clips", type=int, default=3000, help="corpus clips sampled for each refit codebook")
     ap.add_argument("--out", type=Path, default=RESULTS_DIR / "codebook_sample.json")
@@ -135,7 +137,7 @@ def main() -> None:
     result = json.loads(args.out.read_text()) if args.out.is_file() else {}
     entry = result.setdefault(bb.fingerprint, {"backbone": bb.id})
     if args.voice:
-        entry.setdefault("voice", {})[args.voice] = voice_part(bb, args.voice)
+        entry.setdefault("voice", {})[args.voice] = voice_part(bb, args.voice, tuple(args.streams))
     else:
         entry["codebook"] = codebook_part(bb, args.tasks, args.corpus, args.clips)
     args.out.parent.mkdir(parents=True, exist_ok=True)
