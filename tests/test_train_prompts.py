@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import torch
 
@@ -365,6 +366,5 @@ def test_the_shipped_prompt_stands_in_for_its_lost_candidate(tmp_path):
     # a shipped prompt of another backbone is not restored: the new run's own candidate is all there is
     (out / "t" / "task.json").write_text(json.dumps({"marker": "old", "backbone": {"fingerprint": "other"}}))
     results = {"v2_aug": _row(0.95, 0.9, fp="fp"), "v2_units": _row(0.90, 0.99), "shipped": "v2_aug"}
-    import shutil
     shutil.rmtree(cands / "v2_aug")
     assert select_and_ship("t", results, cands, out, "fp") == "v2_units"

@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.metrics import accuracy, eer, macro_f1
-from app.prompt_files import load_prompt, save_prompt
+from app.prompt_files import load_prompt, read_task_json, save_prompt
 from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
 from app.training import Take, TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
@@ -359,11 +359,12 @@ def restore_shipped(tid: str, variant: str | None, candidates: Path, out: Path, 
     """Put the shipped prompt ``out/<task>`` back as ``variant``'s candidate when that candidate is gone (a new
     machine: --candidates lives in the work dir, prompts/ in git), so that a later run of other variants is chosen
     against it rather than against only themselves. Only a prompt of this backbone; True when it was restored."""
-    shipped_dir, folder = out / tid, candidates / str(variant) / tid
-    if variant not in SHIPPABLE or (folder / "task.json").is_file() or not (shipped_dir / "task.json").is_file():
+    if variant not in SHIPPABLE:
         return False
-    card = json.loads((shipped_dir / "task.json").read_text())
-    if (card.get("backbone") or {}).get("fingerprint") != fingerprint:
+    shipped_dir, folder = out / tid, candidates / variant / tid
+    if (folder / "task.json").is_file() or not (shipped_dir / "task.json").is_file():
+        return False
+    if (read_task_json(shipped_dir).get("backbone") or {}).get("fingerprint") != fingerprint:
         return False
     shutil.copytree(shipped_dir, folder, dirs_exist_ok=True)
     return True
