@@ -5,7 +5,8 @@ and a fingerprint of those weights that prompts record so they only load on the 
 
 Folder layout: ``config.json`` (id, sample rate, dense model, quantizer, voice streams, LM config),
 ``encoder.safetensors`` (``dense.*`` weights, ``centroids`` and, with voice streams, ``voice.*``: the voice
-quantizer's mean, scale, projection and bucket edges), ``lm.safetensors`` (unit LM weights), ``MODEL_CARD.md``.
+quantizer's mean, scale, projection and bucket edges; ``voice_dense.*`` when config ``voice.dense`` names a second
+encoder for the voice streams), ``lm.safetensors`` (unit LM weights), ``MODEL_CARD.md``.
 """
 from __future__ import annotations
 
@@ -83,10 +84,12 @@ class Backbone:
         """Assemble a backbone from its config (weights random until loaded; ``voice``: the fitted voice quantizer
         that ``config["voice"]`` describes)."""
         dense = build_dense(config["dense"])
-        if ("voice" in config) != (voice is not None) or (voice is not None and voice.config() != config["voice"]):
+        voice_cfg = {k: v for k, v in config.get("voice", {}).items() if k != "dense"}
+        if ("voice" in config) != (voice is not None) or (voice is not None and voice.config() != voice_cfg):
             raise BackboneError("The voice quantizer does not match the backbone's config 'voice'.")
         try:
-            encoder = SpeechEncoder(dense, centroids, voice=voice,
+            voice_dense = build_dense(config["voice"]["dense"]) if "dense" in config.get("voice", {}) else None
+            encoder = SpeechEncoder(dense, centroids, voice=voice, voice_dense=voice_dense,
                                     feature_norm=config.get("quantizer", {}).get("feature_norm", "none"))
         except ValueError as exc:
             raise BackboneError(str(exc)) from None
@@ -129,6 +132,8 @@ class Backbone:
             raise BackboneError("encoder.safetensors has no 'centroids' tensor.")
         centroids = enc.pop("centroids").float()
         dense_state = {k[len("dense."):]: v.float() for k, v in enc.items() if k.startswith("dense.")}
+        voice_dense_state = {k[len("voice_dense."):]: v.float() for k, v in enc.items()
+                             if k.startswith("voice_dense.")}
         voice = None
         if isinstance(config.get("voice"), dict):
             missing = [n for n in VOICE_TENSORS if f"voice.{n}" not in enc]
@@ -141,6 +146,10 @@ class Backbone:
         bb = cls.build(config, centroids, folder, voice)
         try:
             bb.encoder.dense.load_state_dict(dense_state, strict=True)
+            if bb.encoder.voice_dense is not None:
+                bb.encoder.voice_dense.load_state_dict(voice_dense_state, strict=True)
+            elif voice_dense_state:
+                raise RuntimeError("voice_dense.* weights, but config 'voice' names no voice encoder")
             bb.lm.load_state_dict({k: v.float() for k, v in lm_state.items()}, strict=True)
         except RuntimeError as exc:
             raise BackboneError(f"Backbone weights do not match its config: {str(exc)[:300]}") from None
@@ -154,7 +163,10 @@ class Backbone:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with torch.no_grad():  # keep in memory exactly what is stored, so the fingerprint survives a reload
-            for module, dtype in ((self.encoder.dense, dense_dtype), (self.lm, lm_dtype)):
+            for module, dtype in ((self.encoder.dense, dense_dtype), (self.encoder.voice_dense, dense_dtype),
+                                  (self.lm, lm_dtype)):
+                if module is None:
+                    continue
                 for t in module.state_dict().values():
                     if t.is_floating_point() and dtype != torch.float32:
                         t.copy_(t.to(dtype).float())
@@ -164,6 +176,9 @@ class Backbone:
         enc["centroids"] = self.encoder.centroids.contiguous()
         if self.encoder.voice is not None:
             enc.update({f"voice.{n}": t for n, t in self.encoder.voice.state().items()})
+        if self.encoder.voice_dense is not None:
+            enc.update({f"voice_dense.{k}": v.to(dense_dtype).contiguous()
+                        for k, v in self.encoder.voice_dense.state_dict().items() if v.is_floating_point()})
         save_file(enc, str(folder / "encoder.safetensors"))
         save_file({k: v.to(lm_dtype).contiguous() for k, v in self.lm.state_dict().items()},
                   str(folder / "lm.safetensors"))
@@ -186,7 +201,7 @@ class Backbone:
     def describe(self) -> dict[str, Any]:
         """A summary for `python -m app info` and the UI."""
         lm_cfg = self.lm.config
-        enc_params = sum(p.numel() for p in self.encoder.dense.parameters()) + self.encoder.centroids.numel()
+        enc_params = sum(p.numel() for p in self.encoder.parameters()) + self.encoder.centroids.numel()
         return {
             "id": self.id,
             "fingerprint": self.fingerprint,

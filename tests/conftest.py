@@ -98,9 +98,11 @@ def clip_path(tmp_path_factory) -> Path:
     return p
 
 
-def tiny_voice_backbone(seed: int = 0, n_units: int = 16, n_voice: int = 4, buckets: int = 8) -> Backbone:
+def tiny_voice_backbone(seed: int = 0, n_units: int = 16, n_voice: int = 4, buckets: int = 8,
+                        own_voice_encoder: bool = False) -> Backbone:
     """A tiny backbone with voice streams: a random 2-block Whisper-shaped encoder (width 32), k-means centroids
-    and a voice quantizer fitted on frames of fixed synthetic signals, a randomly initialised LM."""
+    and a voice quantizer fitted on frames of fixed synthetic signals, a randomly initialised LM.
+    ``own_voice_encoder``: the voice streams read a second random Whisper (1 block, width 24) instead."""
     from app.encoder.units import VoiceQuantizer, window_stats
 
     g = torch.Generator().manual_seed(seed)
@@ -112,9 +114,12 @@ def tiny_voice_backbone(seed: int = 0, n_units: int = 16, n_voice: int = 4, buck
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         dense = build_dense(config["dense"]).eval()
+        voice_cfg = {**config["dense"], "d_model": 24, "n_layer": 1}
+        voice_dense = build_dense(voice_cfg).eval() if own_voice_encoder else None
         with torch.no_grad():  # random convolutions strong enough that the frames follow the sound, not the position
-            for conv in (dense.encoder.conv1, dense.encoder.conv2):
-                conv.weight.mul_(20.0)
+            for model in (dense, voice_dense) if own_voice_encoder else (dense,):
+                for conv in (model.encoder.conv1, model.encoder.conv2):
+                    conv.weight.mul_(20.0)
         t = torch.arange(48_000) / 16_000
         stats, feats = [], []
         with torch.no_grad():
@@ -122,12 +127,17 @@ def tiny_voice_backbone(seed: int = 0, n_units: int = 16, n_voice: int = 4, buck
                 signal = torch.sin(2 * torch.pi * f0 * t * (1 + t)) + 0.3 * torch.randn(t.shape, generator=g)
                 states = dense.hidden_states(signal)
                 feats.append(states[-1])
-                stats.append(window_stats(states[1], 10)[0])
+                low = voice_dense.hidden_states(signal) if own_voice_encoder else states
+                stats.append(window_stats(low[1], 10)[0])
         feats_all = torch.cat(feats)
         centroids = feats_all[torch.randperm(feats_all.shape[0], generator=g)[:n_units]].clone()
         voice = VoiceQuantizer.fit(torch.cat(stats), layer=1, window=10, n_streams=n_voice, n_buckets=buckets)
-        config["voice"] = voice.config()
+        config["voice"] = {**voice.config(), **({"dense": voice_cfg} if own_voice_encoder else {})}
+        if own_voice_encoder:
+            config["id"] += "-own-voice"
         bb = Backbone.build(config, centroids, voice=voice)
         bb.encoder.dense.load_state_dict(dense.state_dict())
+        if own_voice_encoder:
+            bb.encoder.voice_dense.load_state_dict(voice_dense.state_dict())
         bb.fingerprint = bb._fingerprint()
         return bb

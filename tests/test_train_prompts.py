@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 import torch
 
 from recipes.build.train_prompts import select_and_ship
@@ -303,25 +305,27 @@ def test_unseen_family_figures_reach_the_card_only_for_the_read_out_they_measure
     assert not family_run_fits(mean_all, lm, tmp_path / "none.json")
 
 
+@pytest.mark.parametrize("kind", ["plain", "own_voice_encoder"])
 def test_encode_only_caches_splits_and_copies_under_the_finished_backbones_encoder_fingerprint(tmp_path, backbone,
-                                                                                                 monkeypatch):
+                                                                                                 monkeypatch, kind):
     """A backbone recipe's work dir (encoder parts only, LM still training) -> task units and perturbed copies, cached
-    where the finished bundle will look for them."""
-    import json
+    where the finished bundle will look for them (also with voice streams read from a second encoder)."""
     from types import SimpleNamespace
 
     from safetensors.torch import save_file
 
     from recipes.build import train_prompts as tp
+    from recipes.build.backbone import save_encoder_parts
     from recipes.common.results import encode_copies, encode_split
+    from tests.conftest import tiny_voice_backbone
 
+    if kind == "own_voice_encoder":
+        backbone = tiny_voice_backbone(seed=0, own_voice_encoder=True)
     task, args = _tone_task(tmp_path)
     work = tmp_path / "work"
     work.mkdir()
-    config = backbone.config
-    (work / "config-encoder.json").write_text(json.dumps({"dense": config["dense"], "quantizer": config["quantizer"]}))
-    save_file({f"dense.{k}": v.contiguous() for k, v in backbone.encoder.dense.state_dict().items()},
-              str(work / "dense.safetensors"))
+    config = {k: v for k, v in backbone.config.items() if k in ("dense", "quantizer", "voice")}
+    save_encoder_parts(work, config, backbone.encoder)
     save_file({"centroids": backbone.encoder.centroids.contiguous()}, str(work / "centroids.safetensors"))
     monkeypatch.setattr(tp, "TASKS", {"tones": task})
     tp.encode_only(SimpleNamespace(**vars(args), encode_only=work, tasks=["tones"], copies=2))
@@ -334,8 +338,10 @@ def test_encode_only_caches_splits_and_copies_under_the_finished_backbones_encod
         def __call__(self, wav):
             raise AssertionError("encoder called despite the cache")
     units, _, _ = encode_split(Deaf(), fp, task, "train", args.cache)
-    assert [u.ids.tolist() for u in units] == [backbone.encoder(tp.prepare(e.audio).wav).ids.tolist()
-                                             for e in tp.split_examples(task, "train")]
+    direct = [backbone.encoder(tp.prepare(e.audio).wav) for e in tp.split_examples(task, "train")]
+    assert [u.ids.tolist() for u in units] == [u.ids.tolist() for u in direct]
+    if kind == "own_voice_encoder":
+        assert all(torch.equal(a.voice, b.voice) for a, b in zip(units, direct))
     assert len(encode_copies(Deaf(), fp, task, "train", args.cache, 2)) == 12
 
 

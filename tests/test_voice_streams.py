@@ -61,6 +61,32 @@ def test_encoder_gives_each_unit_the_codes_of_its_window(vbb):
     assert len(u.to_dict()["voice"]) == len(u)
 
 
+def test_voice_streams_from_their_own_encoder(tmp_path):
+    """A bundle whose voice streams read a second encoder (content from one Whisper, voice from another): the codes
+    come from that encoder's block, the content units from the first, and both survive a save and load."""
+    from safetensors.torch import load_file, save_file
+
+    bb = tiny_voice_backbone(seed=0, own_voice_encoder=True)
+    wav = torch.from_numpy(tone_clip("chirp", seconds=2.0))
+    u = bb.encoder(wav)
+    low = bb.encoder.voice_dense.hidden_states(wav)[1]
+    assert low.shape[1] == 24 and bb.encoder.dense.dim == 32
+    assert torch.equal(u.voice, bb.encoder.voice(low[: int(u.durations.sum())])[u.starts])
+    assert torch.equal(torch.unique_consecutive(bb.encoder.quantize(bb.encoder.features(wav))), u.ids)
+    assert not torch.equal(u.voice, _units(tiny_voice_backbone(seed=0), "chirp", seconds=2.0).voice)
+    folder = bb.save(tmp_path / "bb", dense_dtype=torch.float16)
+    enc = load_file(str(folder / "encoder.safetensors"))
+    assert any(k.startswith("voice_dense.") for k in enc)
+    again = Backbone.load(folder)
+    assert again.fingerprint == bb.fingerprint and again.encoder_fingerprint == bb.encoder_fingerprint
+    assert torch.equal(again.encoder(wav).voice, bb.encoder(wav).voice)
+    assert again.describe()["encoder_params"] > tiny_voice_backbone(seed=0).describe()["encoder_params"]
+    # the voice encoder's weights are part of the bundle: without them it does not load
+    save_file({k: v for k, v in enc.items() if not k.startswith("voice_dense.")}, str(folder / "encoder.safetensors"))
+    with pytest.raises(BackboneError, match="weights"):
+        Backbone.load(folder)
+
+
 def test_lm_voice_outputs_are_per_stream_distributions_and_change_with_the_codes():
     cfg = UnitLMConfig(vocab_size=11, n_layer=1, n_head=2, n_embd=16, block_size=32, n_voice=3, voice_buckets=4)
     torch.manual_seed(0)

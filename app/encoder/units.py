@@ -150,18 +150,24 @@ def collapse(frame_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SpeechEncoder(torch.nn.Module):
-    """Dense model + k-means quantizer + collapse + pitch, as one module with a one-call ``forward``."""
+    """Dense model + k-means quantizer + collapse + pitch, as one module with a one-call ``forward``.
+
+    The voice streams read block ``voice.layer`` of the dense model, or of ``voice_dense`` when the bundle has a
+    second, smaller encoder for the voice (content from one encoder, voice from another)."""
 
     def __init__(self, dense: torch.nn.Module, centroids: torch.Tensor, feature_norm: str = "none",
-                 voice: VoiceQuantizer | None = None) -> None:
+                 voice: VoiceQuantizer | None = None, voice_dense: torch.nn.Module | None = None) -> None:
         super().__init__()
         if feature_norm not in ("none", "l2"):
             raise ValueError(f"feature_norm must be 'none' or 'l2', got {feature_norm!r}")
-        if voice is not None and not hasattr(dense, "hidden_states"):
+        if voice_dense is not None and voice is None:
+            raise ValueError("a voice encoder without a voice quantizer has nothing to do")
+        if voice is not None and not hasattr(dense if voice_dense is None else voice_dense, "hidden_states"):
             raise ValueError("voice streams need a dense model that gives its blocks' outputs (Whisper)")
         self.dense = dense
         self.feature_norm = feature_norm
         self.voice = voice
+        self.voice_dense = voice_dense  # the voice streams' own encoder (None: blocks of ``dense``)
         self.register_buffer("centroids", centroids.float())
         self.register_buffer("centroid_sq", centroids.float().pow(2).sum(1))
 
@@ -185,6 +191,8 @@ class SpeechEncoder(torch.nn.Module):
         """(quantizer features, the voice quantizer's frames or None), from one pass of the dense model."""
         if self.voice is None:
             feats, low = self.dense(wav), None
+        elif self.voice_dense is not None:
+            feats, low = self.dense(wav), self.voice_dense.hidden_states(wav)[self.voice.layer]
         else:
             states = self.dense.hidden_states(wav)
             feats, low = states[-1], states[self.voice.layer]

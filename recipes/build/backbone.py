@@ -82,12 +82,31 @@ def read_manifest(corpus: Path) -> list[dict]:
     return rows
 
 
+def whisper_config(folder: str | Path, layer: int) -> dict:
+    """Whisper (an import_whisper folder) cut after ``layer`` blocks: no weights kept for the rest."""
+    full = json.loads((Path(folder) / "config.json").read_text())["config"]
+    return {"kind": "whisper", **full, "n_layer": layer, "post_ln": layer == full["n_layer"]}
+
+
 def dense_config(args) -> dict:
-    """The backbone's dense section: Whisper cut after --layer blocks (no weights kept for the rest), or log-mel."""
+    """The backbone's dense section: Whisper cut after --layer blocks, or log-mel."""
     if args.dense == "whisper":
-        full = json.loads((Path(args.whisper) / "config.json").read_text())["config"]
-        return {"kind": "whisper", **full, "n_layer": args.layer, "post_ln": args.layer == full["n_layer"]}
+        return whisper_config(args.whisper, args.layer)
     return {"kind": "logmel", "n_mels": 40, "context": 2}
+
+
+def voice_dense_config(args) -> dict | None:
+    """With --voice-whisper: the voice streams' own encoder, that Whisper cut after --voice-layer blocks."""
+    return whisper_config(args.voice_whisper, args.voice_layer) if args.voice_whisper else None
+
+
+def load_whisper(config: dict, folder: str | Path) -> torch.nn.Module:
+    """A cut Whisper with its imported weights, rounded to the precision the bundle stores them in (float16)."""
+    dense = build_dense(config)
+    state = load_file(str(Path(folder) / "encoder.safetensors"))
+    own = dense.encoder.state_dict()
+    dense.encoder.load_state_dict({k: state[k].to(torch.float16).float() for k in own})
+    return dense.eval()
 
 
 def bundle_dtype(args) -> torch.dtype:
@@ -97,12 +116,13 @@ def bundle_dtype(args) -> torch.dtype:
 
 def load_dense(args) -> torch.nn.Module:
     """The dense model with its weights at the precision the bundle stores (so units match the shipped model)."""
-    dense = build_dense(dense_config(args))
     if args.dense == "whisper":
-        state = load_file(str(Path(args.whisper) / "encoder.safetensors"))
-        own = dense.encoder.state_dict()
-        dense.encoder.load_state_dict({k: state[k].to(bundle_dtype(args)).float() for k in own})
-    return dense.eval()
+        return load_whisper(dense_config(args), args.whisper)
+    return build_dense(dense_config(args)).eval()
+
+
+def load_voice_dense(args) -> torch.nn.Module | None:
+    return load_whisper(voice_dense_config(args), args.voice_whisper) if args.voice_whisper else None
 
 
 def load_wav(path: str) -> torch.Tensor:
@@ -172,11 +192,11 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 30, seed: int = 0) -> torch.Ten
     return c
 
 
-def stage_kmeans(args, rows, dense) -> tuple[torch.Tensor, VoiceQuantizer | None]:
+def stage_kmeans(args, rows, dense, voice_dense=None) -> tuple[torch.Tensor, VoiceQuantizer | None]:
     """k-means centroids (and, with --voice-streams, the voice quantizer) from a random sample of corpus clips."""
     path = args.work / "centroids.safetensors"
     if not path.exists():
-        save_file(sample_and_fit(args, rows, dense), str(path))
+        save_file(sample_and_fit(args, rows, dense, voice_dense), str(path))
     saved = load_file(str(path))
     voice = None
     if args.voice_streams:
@@ -187,7 +207,7 @@ def stage_kmeans(args, rows, dense) -> tuple[torch.Tensor, VoiceQuantizer | None
     return saved["centroids"], voice
 
 
-def sample_and_fit(args, rows, dense) -> dict[str, torch.Tensor]:
+def sample_and_fit(args, rows, dense, voice_dense=None) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(args.seed)
     pick = kmeans_pick(rows, args.kmeans_clips, args.real_share, rng)
     feats, stats = [], []
@@ -195,7 +215,8 @@ def sample_and_fit(args, rows, dense) -> dict[str, torch.Tensor]:
         for i, j in enumerate(pick):
             try:
                 wav = load_wav(rows[j]["path"])
-                states = dense.hidden_states(wav) if args.voice_streams else [dense(wav)]
+                states = dense.hidden_states(wav) if args.voice_streams and voice_dense is None else [dense(wav)]
+                low = states if voice_dense is None else voice_dense.hidden_states(wav)
             except Exception as exc:  # a bad corpus clip should not stop the recipe
                 log(f"  skip {rows[j]['path']}: {exc}")
                 continue
@@ -205,7 +226,7 @@ def sample_and_fit(args, rows, dense) -> dict[str, torch.Tensor]:
             take = torch.from_numpy(rng.permutation(f.shape[0])[: args.frames_per_clip])
             feats.append(f[take])
             if args.voice_streams:
-                stats.append(window_stats(states[args.voice_layer], args.voice_window)[0])
+                stats.append(window_stats(low[args.voice_layer], args.voice_window)[0])
             if i % 500 == 0:
                 log(f"  features {i}/{len(pick)}")
     x = torch.cat(feats)
@@ -456,6 +477,9 @@ def main() -> None:
     ap.add_argument("--voice-buckets", type=int, default=8, help="codes per voice stream")
     ap.add_argument("--voice-layer", type=int, default=1, help="encoder block whose frames the voice is taken from")
     ap.add_argument("--voice-window", type=int, default=50, help="voice window, in frames (50 = 1 s)")
+    ap.add_argument("--voice-whisper", default=None,
+                    help="take the voice streams from this Whisper (an import_whisper folder, cut after "
+                         "--voice-layer blocks) instead of the content encoder's block --voice-layer")
     ap.add_argument("--kmeans-clips", type=int, default=3000)
     ap.add_argument("--real-share", type=float, default=0.0,
                     help="share of real recordings in the k-means sample and the --encode-hours subset "
@@ -521,20 +545,57 @@ def stages_kmeans_units(args):
     if args.limit:
         rows = rows[: args.limit]
     log(f"corpus: {len(rows)} clips")
-    dense = load_dense(args)
-    centroids, voice = stage_kmeans(args, rows, dense)
-    encoder = SpeechEncoder(dense, centroids, feature_norm=args.feature_norm, voice=voice).eval()
+    dense, voice_dense = load_dense(args), load_voice_dense(args)
+    if voice_dense is not None and not args.voice_streams:
+        raise SystemExit("error: --voice-whisper needs --voice-streams")
+    centroids, voice = stage_kmeans(args, rows, dense, voice_dense)
+    encoder = SpeechEncoder(dense, centroids, feature_norm=args.feature_norm, voice=voice,
+                            voice_dense=voice_dense).eval()
     # The encoder alone, so task units can be cached (train_prompts.py --encode-only) while the LM trains.
-    save_file({f"dense.{k}": v.contiguous() for k, v in dense.state_dict().items()},
-              str(args.work / "dense.safetensors"))
-    quantizer = {"n_units": args.units, "feature_norm": args.feature_norm}
-    enc_config = {"dense": dense_config(args), "quantizer": quantizer}
+    enc_config = {"dense": dense_config(args), "quantizer": {"n_units": args.units, "feature_norm": args.feature_norm}}
     if voice is not None:
-        enc_config["voice"] = voice.config()
-        save_file(voice.state(), str(args.work / "voice.safetensors"))
-    (args.work / "config-encoder.json").write_text(json.dumps(enc_config, indent=2))
+        enc_config["voice"] = voice_config(args, voice)
+    save_encoder_parts(args.work, enc_config, encoder)
     data = None if args.stop_after == "kmeans" else stage_units(args, rows, encoder)
-    return dense, centroids, voice, data
+    return dense, centroids, voice, data, voice_dense
+
+
+def save_encoder_parts(work: Path, enc_config: dict, encoder: SpeechEncoder) -> None:
+    """config-encoder.json + dense.safetensors (+ voice.safetensors: the voice quantizer and, if it has one, its
+    own encoder as ``dense.*``) in ``work``, beside stage 1's centroids.safetensors."""
+    save_file({f"dense.{k}": v.contiguous() for k, v in encoder.dense.state_dict().items()},
+              str(work / "dense.safetensors"))
+    if encoder.voice is not None:
+        state = encoder.voice.state()
+        if encoder.voice_dense is not None:
+            state.update({f"dense.{k}": v.contiguous() for k, v in encoder.voice_dense.state_dict().items()})
+        save_file(state, str(work / "voice.safetensors"))
+    (work / "config-encoder.json").write_text(json.dumps(enc_config, indent=2))
+
+
+def load_encoder_parts(work: Path) -> tuple[dict, SpeechEncoder]:
+    """The encoder that :func:`save_encoder_parts` and stage 1 left in ``work``, with its config."""
+    config = json.loads((work / "config-encoder.json").read_text())
+    dense = build_dense(config["dense"])
+    dense.load_state_dict({k[len("dense."):]: v.float() for k, v in load_file(str(work / "dense.safetensors")).items()})
+    centroids = load_file(str(work / "centroids.safetensors"))["centroids"]
+    voice, voice_dense = None, None
+    if "voice" in config:
+        state = load_file(str(work / "voice.safetensors"))
+        voice = VoiceQuantizer.from_state(state, config["voice"])
+        if "dense" in config["voice"]:
+            voice_dense = build_dense(config["voice"]["dense"])
+            voice_dense.load_state_dict({k[len("dense."):]: v.float() for k, v in state.items()
+                                         if k.startswith("dense.")})
+    encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"], voice=voice,
+                            voice_dense=voice_dense)
+    return config, encoder.eval()
+
+
+def voice_config(args, voice: VoiceQuantizer) -> dict:
+    """The bundle's ``voice`` section: the quantizer's config, and its own encoder's (with --voice-whisper)."""
+    vd = voice_dense_config(args)
+    return {**voice.config(), **({"dense": vd} if vd else {})}
 
 
 def run(args, rank: int, world: int, device: torch.device) -> None:
@@ -553,7 +614,7 @@ def run(args, rank: int, world: int, device: torch.device) -> None:
         return
     ok = False
     try:
-        dense, centroids, voice, data = stages_kmeans_units(args)
+        dense, centroids, voice, data, voice_dense = stages_kmeans_units(args)
         ok = args.stop_after is None
     finally:  # the other ranks wait for this: go on to the LM, or stop (also when a stage failed here)
         if world > 1:
@@ -572,9 +633,11 @@ def run(args, rank: int, world: int, device: torch.device) -> None:
     config = {"id": name, "sample_rate": 16000, "dense": dense_config(args),
               "quantizer": {"n_units": args.units, "feature_norm": args.feature_norm}, "lm": lm_cfg.to_dict()}
     if voice is not None:
-        config["voice"] = voice.config()
+        config["voice"] = voice_config(args, voice)
     bb = Backbone.build(config, centroids, voice=voice)
     bb.encoder.dense.load_state_dict(dense.state_dict())
+    if voice_dense is not None:
+        bb.encoder.voice_dense.load_state_dict(voice_dense.state_dict())
     bb.lm.load_state_dict(lm.state_dict())
     bb.save(args.out, dense_dtype=bundle_dtype(args))
     lm_state = json.loads((args.work / "lm_state.json").read_text())

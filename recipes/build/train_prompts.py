@@ -682,18 +682,9 @@ def add_budget_args(ap: argparse.ArgumentParser) -> None:
 
 def encode_only(args) -> None:
     from app.backbone import encoder_fingerprint
-    from app.encoder.dense import build_dense
-    from app.encoder.units import SpeechEncoder, VoiceQuantizer
+    from recipes.build.backbone import load_encoder_parts
 
-    config = json.loads((args.encode_only / "config-encoder.json").read_text())
-    dense = build_dense(config["dense"])
-    dense.load_state_dict({k[len("dense."):]: v.float() for k, v in
-                           load_file(str(args.encode_only / "dense.safetensors")).items()})
-    centroids = load_file(str(args.encode_only / "centroids.safetensors"))["centroids"]
-    voice = None
-    if "voice" in config:
-        voice = VoiceQuantizer.from_state(load_file(str(args.encode_only / "voice.safetensors")), config["voice"])
-    encoder = SpeechEncoder(dense, centroids, config["quantizer"]["feature_norm"], voice=voice).eval()
+    config, encoder = load_encoder_parts(args.encode_only)
     fp = encoder_fingerprint(config, encoder)
     for tid in args.tasks:
         task = TASKS[tid]
