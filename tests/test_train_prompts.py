@@ -5,7 +5,6 @@ import json
 import shutil
 
 import pytest
-
 import torch
 
 from recipes.build.train_prompts import select_and_ship

@@ -22,8 +22,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
-
 
 from app.backbone import Backbone
 from app.encoder.audio import prepare
