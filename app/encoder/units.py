@@ -188,7 +188,8 @@ class SpeechEncoder(torch.nn.Module):
         return self._features(wav)[0]
 
     def _features(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(quantizer features, the voice quantizer's frames or None), from one pass of the dense model."""
+        """(quantizer features, the voice quantizer's frames or None): one pass of the dense model, and one of the
+        voice encoder if the bundle has its own."""
         if self.voice is None:
             feats, low = self.dense(wav), None
         elif self.voice_dense is not None:

@@ -100,12 +100,12 @@ def voice_dense_config(args) -> dict | None:
     return whisper_config(args.voice_whisper, args.voice_layer) if args.voice_whisper else None
 
 
-def load_whisper(config: dict, folder: str | Path) -> torch.nn.Module:
-    """A cut Whisper with its imported weights, rounded to the precision the bundle stores them in (float16)."""
+def load_whisper(config: dict, folder: str | Path, dtype: torch.dtype) -> torch.nn.Module:
+    """A cut Whisper with its imported weights, rounded to ``dtype``, the precision the bundle stores them in."""
     dense = build_dense(config)
     state = load_file(str(Path(folder) / "encoder.safetensors"))
     own = dense.encoder.state_dict()
-    dense.encoder.load_state_dict({k: state[k].to(torch.float16).float() for k in own})
+    dense.encoder.load_state_dict({k: state[k].to(dtype).float() for k in own})
     return dense.eval()
 
 
@@ -117,12 +117,14 @@ def bundle_dtype(args) -> torch.dtype:
 def load_dense(args) -> torch.nn.Module:
     """The dense model with its weights at the precision the bundle stores (so units match the shipped model)."""
     if args.dense == "whisper":
-        return load_whisper(dense_config(args), args.whisper)
+        return load_whisper(dense_config(args), args.whisper, bundle_dtype(args))
     return build_dense(dense_config(args)).eval()
 
 
 def load_voice_dense(args) -> torch.nn.Module | None:
-    return load_whisper(voice_dense_config(args), args.voice_whisper) if args.voice_whisper else None
+    if not args.voice_whisper:
+        return None
+    return load_whisper(voice_dense_config(args), args.voice_whisper, bundle_dtype(args))
 
 
 def load_wav(path: str) -> torch.Tensor:
