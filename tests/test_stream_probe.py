@@ -36,3 +36,17 @@ def test_probe_finds_a_label_carried_by_pitch_and_not_by_units():
     units = probe(train["units"], val["units"], {"test": test["units"]})
     assert prosody["test"] > 0.95
     assert units["test"] < 0.75  # unit ids are drawn independently of the label
+
+
+def test_final_rise_reads_the_end_of_the_melody_in_voiced_frames():
+    """A question's rising end against a statement's falling one, with the same mean pitch and unvoiced tails."""
+    n = 40
+    up = torch.linspace(100.0, 150.0, n)
+    tail = torch.zeros(3)
+    rising = Units(ids=torch.arange(n + 3), durations=torch.full((n + 3,), 2), pitch=torch.cat([up, tail]))
+    falling = Units(ids=torch.arange(n + 3), durations=torch.full((n + 3,), 2), pitch=torch.cat([up.flip(0), tail]))
+    r, f = clip_features(rising, n_units=50)["rise"], clip_features(falling, n_units=50)["rise"]
+    assert r.shape == (5,) and r[0] > 0.1 and f[0] < -0.1  # last voiced frames above / under the median
+    assert r[3] > 0 > f[3]  # slope over the last 25 voiced frames
+    assert np.allclose(clip_features(Units(ids=torch.tensor([1]), durations=torch.tensor([3]),
+                                           pitch=torch.tensor([0.0])), n_units=5)["rise"], 0)  # nothing voiced

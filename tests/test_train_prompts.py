@@ -210,14 +210,16 @@ def test_report_shows_intervals_speakers_and_flags_tasks_far_under_the_pooled_ba
     assert "| speaker | 2 | 0.800 | 1: a single test speaker, no speaker spread |" in text
     assert "| intent | 2 | 0.600 [0.500, 0.700] | 4 synthetic voices only |" in text
     assert "| fake | 2 | 0.300 [0.200, 0.400] | 4 |  | -20.0 **flagged** |" in text  # EER: lower is better
-    assert "- **gender** (20.0 points under encoder pooled + LR): nothing noted yet" in text
+    assert "- **gender** (20.0 points under encoder pooled + LR): tried on this backbone `v2_mean`; nothing noted yet" \
+        in text
     assert "| gender | " in text and "0.900 [0.800-1.000] (300)" in text  # the baselines table's pooled cell
     out = capsys.readouterr().out
     assert "WARNING: gender" in out and "WARNING: fake" in out and "WARNING: digits" not in out
     monkeypatch.setattr(train_prompts, "GAP_NOTES", {"gender": "tried v2_units and longer prompts: no better",
                                                      "fake": "tried the mean read-out"})
     text = "\n".join(train_prompts.report_lines(results, bb))
-    assert "- **gender** (20.0 points under encoder pooled + LR): tried v2_units and longer prompts" in text
+    assert "- **gender** (20.0 points under encoder pooled + LR): tried on this backbone `v2_mean`; tried v2_units and " \
+        "longer prompts" in text
     assert "WARNING" not in capsys.readouterr().out
 
 

@@ -40,12 +40,17 @@ MAX_BYTES = 100_000
 # está...?" and "Quiero aprender a hablar español." were right for 12 of 12, the other three 3-5 of 12 (one mostly
 # over 100 KB); the first is kept. German "Ich möchte..." stays (its clip right, 0.97, but 6 of 12 pairs: de+f3,
 # de+f2, and de+m3, de+m7 at 165 wpm go to 'en'; "Wo ist der Bahnhof, bitte?" 12 of 12); French 10 of 10 (5 voice
-# variants), digits and commands 10 of 10. tests/test_shipped.py checks every featured clip's label.
+# variants), digits and commands 10 of 10. Backbone v3 (421cd0a4a7927cff, Whisper base units; language test accuracy
+# 0.77, 0.67 on real volunteers) takes German espeak voices for English: of voices de, de+f3, +f2, +m3, +m7 at 150
+# and 165 wpm, "Ich möchte bitte ein Glas Wasser." was right for 3 of 10 (its clip 'en'), "Wo ist der Bahnhof,
+# bitte?" 2, "Guten Morgen, wie geht es Ihnen?" 1, "Ich habe heute keine Zeit." 5 (its clip, voice de at 150 wpm,
+# right): the last is kept, and the Try view's figures say how far to trust it. French and Spanish stay (right).
+# tests/test_shipped.py checks every featured clip's label.
 CLIPS = [
     ("seven_en", "seven", "en-us", 150, "“seven” (English)", "digits", "7"),
     ("three_en", "three", "en-gb+f3", 150, "“three” (English)", "digits", "3"),
     ("yes_en", "yes", "en-us+m3", 150, "“yes” (English)", "commands", "yes"),
-    ("sentence_de", "Ich möchte bitte ein Glas Wasser.", "de", 165, "German sentence", "language", "de"),
+    ("sentence_de", "Ich habe heute keine Zeit.", "de", 150, "German sentence", "language", "de"),
     ("sentence_fr", "Bonjour, je voudrais un café.", "fr", 165, "French sentence", "language", "fr"),
     ("sentence_es", "Buenos días, ¿cómo está usted?", "es", 150, "Spanish sentence", "language", "es"),
 ]

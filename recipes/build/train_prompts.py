@@ -45,8 +45,8 @@ SHIPPABLE = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_
 #: ``<variant>``'s prompt shape trained this way (voices never heard are the test; the copies widen the voices heard)
 AUGMENTED = ("v2_aug", "v2_mean_aug", "v2_mean_novoice_aug", "v2_units_aug")
 #: tasks whose copies change the channel only (room, noise, level): speed and pitch would change who speaks
-#: (speaker) or make real speech sound vocoded (fake)
-CHANNEL_ONLY = frozenset({"speaker", "fake"})
+#: (speaker), move the voice's pitch, the cue the label names (gender), or make real speech sound vocoded (fake)
+CHANNEL_ONLY = frozenset({"speaker", "gender", "fake"})
 PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt in front of it
     # the verbalizer reads every output stream of the LM: units, duration, pitch (and voice codes on backbone v2)
     "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True),
@@ -73,39 +73,33 @@ DEFAULT_VARIANTS = ("v2", "v2_mean", "v2_aug", "v2_mean_aug", "pooled", "mfcc")
 BASELINES = ("pooled", "mfcc")  # features -> standardised logistic regression (scikit-learn), never shipped
 LR_C = (0.01, 0.1, 1.0, 10.0)  # the logistic regression's C, picked on the validation split
 MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder pooled + LR baseline is flagged...
-#: ...and RESULTS.md says what was tried for it: task -> one line, filled in by whoever runs this recipe.
-_TRIED = ("on backbone v2 (k-means 250 units + 16 voice streams, 4x128 LM): the verbalizer reading every LM output "
-          "stream at the separator (v2), averaged over the clip (v2_mean) or the next-unit distribution alone "
-          "(v2_units), each also trained on 4 perturbed copies of every training clip with the verbalizer started "
-          "from the class means (+ copies), shipped by accuracy on validation speakers never heard in training; full "
-          "fine-tuning of the LM as a baseline")
+#: ...and RESULTS.md says what was tried for it: the prompt variants with a row on this backbone (gap_lines lists
+#: them), then one line per task, filled in by whoever runs this recipe.
 GAP_NOTES: dict[str, str] = {
-    "digits": f"tried {_TRIED}; copies lifted nicolas (Belgian French accent, the weak speaker for every method) "
-              "from 0.754 to 0.788. A bag of the same codes + LR reaches 0.885 (docs/BACKBONE_V2.md section 12): the "
-              "gap to the frames is in the codes.",
-    "commands": f"tried {_TRIED}; a bag of the codes + LR reaches 0.866, the prompts 0.87-0.91: the codes, not the "
-                "prompt, lose what the frames keep.",
-    "emotion": f"tried {_TRIED}; copies helped both read-outs (0.388 -> 0.429 at the separator, 0.358 -> 0.454 "
-               "averaged, the latter not chosen on the two validation actors), but no discrete stream measured keeps "
-               "emotion (bag of all codes + LR 0.342, LM hidden states 0.417, frames 0.688): 16 voice codes per ~1 s "
-               "are too coarse for acted emotion.",
-    "gender": f"tried {_TRIED}; the units-only read-out won on the two real validation actors by one clip of 120 "
-              "(0.983 against 0.975 for + copies): 120 validation clips can hardly tell these prompts apart.",
-    "speaker": f"tried {_TRIED} (channel copies only: speed and pitch would change the voice), chosen on the whole "
-               "validation split, whose speakers are the training speakers; four speakers' timbre over ~1 s windows "
-               "in 8 buckets per direction.",
-    "language": f"tried {_TRIED}, and without the voice codes (v2_mean_novoice: the few training volunteers' voices "
-                "would stand for their language), with a 14-minute budget; copies lifted the unseen synthetic voices "
-                "(0.697 -> 0.727) and cost two of the 30 real clips (17 -> 15); Whisper tiny.en's units are "
-                "English-bound (docs/BACKBONE_V2.md sections 3-4).",
-    "accent": f"tried {_TRIED}; copies lifted the averaged read-out from 0.550 to 0.630; synthetic accents of one "
-              "synthesizer, where the voice codes let the prompt learn the training voices.",
-    "intent": f"tried {_TRIED}; copies lifted the averaged read-out from 0.597 to 0.740; twenty intents in free "
-              "wording, read from units.",
-    "ar_commands": f"tried {_TRIED}; every candidate was perfect or nearly on the real validation speaker and the "
-                   "tie went to v2 (0.945; v2_mean 0.969 on test).",
-    "question": f"tried {_TRIED}; the statement/question cue is the final pitch movement, which the pitch stream "
-                "keeps per unit only coarsely.",
+    "digits": "nicolas (Belgian French accent) is the weak speaker for every read-out; a bag of this encoder's "
+              "block-4 codes (k = 500) + LR reaches 0.852 (docs/BACKBONE_V2.md section 14): the gap to the frames "
+              "is in the codes.",
+    "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
+                   "points.",
+    "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
+                "for their language), 14-minute budget; the pooled frames of Whisper base block 4 know the real "
+                "volunteers' language far better than its units and the LM keep.",
+    "emotion": "no discrete stream measured keeps acted emotion (backbone v2: bag of all codes + LR 0.342, LM hidden "
+               "states 0.417, frames 0.688; docs/BACKBONE_V2.md section 12); on this backbone the separator "
+               "read-outs trained on copies stopped early near chance (v2_aug 0.192, v2_units_aug 0.263) and the "
+               "averaged ones did not (v2_mean 0.463, v2_mean_aug 0.475).",
+    "speaker": "channel copies only (speed and pitch would change the voice), chosen on the whole validation split, "
+               "whose speakers are the training speakers; the voice streams keep four speakers' timbre in 16 "
+               "directions x 8 buckets per ~1 s.",
+    "fake": "one read-out (backbone v2's choice) trained on this backbone; Whisper base's frames separate even "
+            "unseen spoof families better than tiny.en's, its units and LM keep less of it (docs/FAKE.md 6b).",
+    "accent": "synthetic accents of one synthesizer, where the voice codes let the prompt learn the training voices "
+              "(backbone v2's choice, the averaged read-out on copies, stays the best here).",
+    "intent": "twenty intents in free wording, read from units.",
+    "question": "the statement/question cue is the final pitch movement, and the pitch stream keeps it as on "
+                "backbone v2 (LR on the end of each clip's pitch track: 0.710 here, 0.700 there; `python -m "
+                "recipes.experiments.stream_probe --tasks question`), yet every read-out on this backbone stays near "
+                "chance where backbone v2's reached 0.61-0.65: its LM passes the melody's end on to the prompt worse.",
 }
 #: Column names of RESULTS.md, one per variant.
 NAMES = {"v2": "v2, verbalizer on all streams", "v2_units": "v2, verbalizer on units",
@@ -444,6 +438,11 @@ def gap_text(r: dict) -> str:
     return f"{-gap:+.1f}" + (" **flagged**" if gap > MAX_POOLED_GAP_POINTS else "")
 
 
+def tried_text(r: dict) -> str:
+    """The prompt variants a task has rows for (load_results keeps this backbone's only), in VARIANTS' order."""
+    return ", ".join(f"`{v}`" for v in VARIANTS if v in r and v not in BASELINES)
+
+
 def gap_lines(all_results: dict, notes: dict[str, str]) -> list[str]:
     """The 5-point rule: one line per task whose shipped prompt is more than MAX_POOLED_GAP_POINTS under its encoder
     pooled + LR baseline, saying what was tried (``notes``); a flagged task without a note is warned about."""
@@ -455,8 +454,8 @@ def gap_lines(all_results: dict, notes: dict[str, str]) -> list[str]:
         if not notes.get(tid):
             log(f"WARNING: {tid}: the shipped prompt is {gap:.1f} points under encoder pooled + LR and GAP_NOTES "
                 f"(recipes/build/train_prompts.py) says nothing about what was tried")
-        lines.append(f"- **{tid}** ({gap:.1f} points under encoder pooled + LR): "
-                     f"{notes.get(tid) or 'nothing noted yet about what was tried.'}")
+        lines.append(f"- **{tid}** ({gap:.1f} points under encoder pooled + LR): tried on this backbone "
+                     f"{tried_text(r)}; {notes.get(tid) or 'nothing noted yet about what was tried.'}")
     if not lines:
         return []
     return ["", f"Tasks more than {MAX_POOLED_GAP_POINTS:.0f} points under what the encoder hears (encoder pooled + "

@@ -21,7 +21,21 @@ from recipes.common.paths import WORK
 from recipes.common.results import encode_split, load_results, shipped
 from recipes.common.tasks import TASKS
 
-FEATURES = ("units", "prosody", "all")
+FEATURES = ("units", "prosody", "all", "rise")
+
+
+def final_rise(u: Units) -> np.ndarray:
+    """The end of the clip's melody from the pitch stream (the statement/question cue): mean log f0 of its last 5,
+    10 and 25 voiced frames (each unit's pitch repeated over its duration) against the clip's median, the slope over
+    those 25 frames, and the spread of the whole track."""
+    track = np.repeat(u.pitch.double().numpy(), u.durations.numpy())
+    f0 = np.log(track[track > 0])
+    if f0.size == 0:
+        return np.zeros(5)
+    f0 = np.pad(f0, (max(0, 10 - f0.size), 0), mode="edge")
+    last, median = f0[-25:], np.median(f0)
+    slope = np.polyfit(np.arange(last.size), last, 1)[0]
+    return np.array([f0[-5:].mean() - median, f0[-10:].mean() - median, last.mean() - median, slope, f0.std()])
 
 
 def clip_features(u: Units, n_units: int) -> dict[str, np.ndarray]:
@@ -33,7 +47,7 @@ def clip_features(u: Units, n_units: int) -> dict[str, np.ndarray]:
     f0 = u.pitch[u.pitch > 0].double().log().numpy()
     stats = [f0.mean(), f0.std()] if f0.size else [0.0, 0.0]
     prosody = np.concatenate([dur, pitch, stats, [np.log(n)]])
-    return {"units": units, "prosody": prosody, "all": np.concatenate([units, prosody])}
+    return {"units": units, "prosody": prosody, "all": np.concatenate([units, prosody]), "rise": final_rise(u)}
 
 
 def probe(train: tuple[np.ndarray, list[int]], val: tuple[np.ndarray, list[int]],
@@ -72,8 +86,8 @@ def report(rows: dict[str, dict], bb: Backbone) -> str:
              "(see its docstring): a logistic regression on order-free per-clip histograms of the streams a prompt "
              "sees, against the prompts, full fine-tuning and MFCC statistics from docs/RESULTS.md (same splits, "
              "test accuracy).", "",
-             "| task | probe: units | probe: prosody | probe: all streams | SpeechPrompt v2 (shipped) | "
-             "full fine-tuning | MFCC + LR |", "|---|---|---|---|---|---|---|"]
+             "| task | probe: units | probe: prosody | probe: all streams | probe: final pitch movement | "
+             "SpeechPrompt v2 (shipped) | full fine-tuning | MFCC + LR |", "|---|---|---|---|---|---|---|---|"]
     results = load_results(bb)  # rows measured on another backbone are left out
 
     def acc(row: dict | None) -> str:
@@ -83,7 +97,7 @@ def report(rows: dict[str, dict], bb: Backbone) -> str:
         res = results.get(tid, {})
         extra = [f" ({s} {r['all'][s]:.3f})" for s in r["all"] if s not in ("val", "test")]
         lines.append(f"| {tid} | {r['units']['test']:.3f} | {r['prosody']['test']:.3f} | "
-                     f"{r['all']['test']:.3f}{''.join(extra)} | {acc(shipped(res))} | "
+                     f"{r['all']['test']:.3f}{''.join(extra)} | {r['rise']['test']:.3f} | {acc(shipped(res))} | "
                      f"{acc(res.get('finetune'))} | {acc(res.get('mfcc'))} |")
     lines += ["", "Accuracy for every task (fake included; its EER is in RESULTS.md). How to read it: where the "
               "probe, the prompts and full fine-tuning stop at about the same accuracy and MFCC statistics do much "
