@@ -161,6 +161,22 @@ def test_baselines_only_scores_every_fold_and_keeps_the_prompts_folds(tmp_path, 
     assert set(json.loads(out.read_text())["baselines"]["mfcc_lr"]["held_out"]) == set(FAMS)
 
 
+def test_a_run_keeps_the_folds_a_parallel_run_wrote_while_it_worked(tmp_path, toy_task, monkeypatch):
+    out = tmp_path / "fake.json"
+    other = _run({}, {"formant": 0.3})  # what a run holding out "formant" writes while this one works
+    score = ff.probe_scores
+
+    def probe_then_other_run_writes(*a, **k):
+        if not out.is_file():
+            out.write_text(json.dumps(other))
+        return score(*a, **k)
+
+    monkeypatch.setattr(ff, "probe_scores", probe_then_other_run_writes)
+    ff.main(["--baselines-only", "--families", "neural", "--out", str(out)])
+    held = json.loads(out.read_text())["baselines"]["mfcc_lr"]["held_out"]
+    assert set(held) == {"formant", "neural"} and held["formant"]["eer"] == 0.3
+
+
 def test_folds_of_another_set_up_are_not_mixed_in():
     setup = {"variant": "v2_units_mean", "max_train": 1000, "max_val": 300, "epochs": 30, "lr": 0.03,
              "patience": 8, "max_minutes": 7.0, "seed": 0, "unit_dropout": 0.0, "copies": 0}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,12 +77,10 @@ def test_train_and_test_speakers_are_disjoint(tid, monkeypatch):
     train, val, test = (task.clips(s) for s in T.SPLITS)
     spk = [{c.speaker for c in part} for part in (train, val, test)]
     assert not spk[0] & spk[2], f"{tid}: test speakers in train: {sorted(spk[0] & spk[2])[:5]}"
-    if tid == "digits":  # val holds the training speakers' last takes (unseen takes), never a training clip
-        assert spk[0] & spk[1] == {"fsdd:jackson", "fsdd:yweweler"}
-        assert not {c.path for c in train if c.path} & {c.path for c in val if c.path}
+    assert not spk[0] & spk[1]
+    if tid == "digits":  # a real person validates, two others test
+        assert {c.speaker for c in val if c.source == "real"} == {f"fsdd:{T.DIGITS_VAL_SPEAKER}"}
         assert {c.speaker for c in test} == {"fsdd:nicolas", "fsdd:theo"}
-    else:
-        assert not spk[0] & spk[1]
     assert len(train) <= T.MAX_TRAIN and test
     assert {c.label for c in train} == set(task.labels)
     assert {c.label for c in test} <= set(task.labels)
@@ -97,6 +96,22 @@ def test_digits_test_is_the_held_out_real_speaker():
     _need(task)
     test = task.clips("test")
     assert {c.source for c in test} == {"real"} and len({c.speaker for c in test}) >= 1
+
+
+def test_digits_train_adds_speech_commands_digit_words_of_its_training_speakers_only():
+    task = T.TASKS["digits"]
+    _need(task)
+    crowd = [c for c in task.clips("train") if c.speaker.startswith("speech_commands:")]
+    assert len({c.speaker for c in crowd}) > 50  # many more people than FSDD's two training speakers
+    for c in crowd:
+        path = Path(c.path)
+        assert path.parent.name == "_unknown_" and T.DIGIT_WORDS[int(c.label)] == path.name.split("_")[0]
+    commands_held_out = {c.speaker for s in ("val", "test") for c in T.TASKS["commands"].clips(s)}
+    assert not {c.speaker for c in crowd} & commands_held_out  # commands' unseen speakers stay unseen
+    assert not any(c.speaker.startswith("speech_commands:") for s in ("val", "test") for c in task.clips(s))
+    assert T._sc_digit(Path("speech_commands/_unknown_/seven_abc_nohash_0.wav.flac")) == "7"
+    assert T._sc_digit(Path("speech_commands/_unknown_/bird_abc_nohash_0.wav.flac")) is None
+    assert T._sc_digit(Path("speech_commands/yes/seven_abc_nohash_0.wav.flac")) is None
 
 
 def test_speaker_task_splits_takes_not_speakers():

@@ -279,7 +279,7 @@ def test_prompts_are_chosen_on_validation_voices_never_heard_in_training(monkeyp
            + [clip(lab, "voice2", "synthetic") for lab in "ab" * 2])
     monkeypatch.setattr(tp, "split_examples", lambda task, split, cap=0, seed=0: train if split == "train" else val)
     monkeypatch.setattr(tp, "MIN_CHOICE_VAL", 4)
-    task, args = SimpleNamespace(labels=["a", "b"]), SimpleNamespace(max_train=0, max_val=0, seed=0)
+    task, args = SimpleNamespace(id="t", labels=["a", "b"]), SimpleNamespace(max_train=0, max_val=0, seed=0)
     idx, basis = tp.choice_clips(task, args)
     assert idx == [6, 7, 8, 9] and basis.startswith("voices never heard in training (4")
     val[:2] = [clip("a", "bob", "real"), clip("b", "bob", "real")]  # too few unseen real clips: all unseen voices
@@ -375,3 +375,14 @@ def test_the_shipped_prompt_stands_in_for_its_lost_candidate(tmp_path):
     results = {"v2_aug": _row(0.95, 0.9, fp="fp"), "v2_units": _row(0.90, 0.99), "shipped": "v2_aug"}
     shutil.rmtree(cands / "v2_aug")
     assert select_and_ship("t", results, cands, out, "fp") == "v2_units"
+
+
+def test_digits_trains_on_its_whole_train_split_and_the_others_on_the_cap():
+    from types import SimpleNamespace
+
+    from recipes.build.train_prompts import FULL_TRAIN, split_cap
+
+    args = SimpleNamespace(max_train=1000, max_val=300)
+    assert "digits" in FULL_TRAIN and split_cap(args, "train", "digits") == 0
+    assert split_cap(args, "val", "digits") == 300 and split_cap(args, "test", "digits") == 0
+    assert split_cap(args, "train", "commands") == 1000 and split_cap(args, "train") == 1000

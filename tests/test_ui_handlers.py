@@ -79,6 +79,10 @@ def test_run_task_builds_every_figure(engine, clip, task):
     assert abs(sum(base.y) - 1) < 1e-4 and abs(sum(prompted.y) - 1) < 1e-4
     assert torch.allclose(torch.tensor(prompted.y), pred.unit_probs, atol=1e-5)
     assert torch.allclose(torch.tensor(base.y), engine.unprompted_distribution(units), atol=1e-5)
+    for yref, dist in (("y", base.y), ("y2", prompted.y)):  # each row names its likeliest unit (thin bars on a phone)
+        top = max(range(V), key=lambda i: dist[i])
+        named = [a.text for a in out.steering.layout.annotations if a.x == top and a.yref == yref]
+        assert any(t.startswith(f"unit {plots.unit_label(top, V)}: ") for t in named), (yref, named)
     # Facts: latency and parameter counts.
     assert "Latency" in out.facts and f"{engine.prompts[task].num_trainable():,}" in out.facts
     assert f"{engine.backbone.lm.num_params():,}" in out.facts

@@ -362,6 +362,11 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         for t, lab in zip(tokens, token_labels):
             fig.add_annotation(x=t, y=float(p[t]), text=html.escape(lab), showarrow=True, arrowhead=2, ay=-24,
                                font=dict(size=11, color="#111827"), row=row, col=1)
+        top = int(p.argmax())
+        if top not in tokens:  # with hundreds of units a bar is under a pixel wide on a phone: name the likeliest
+            fig.add_annotation(x=top, y=float(p[top]), text=f"unit {units[top]}: {float(p[top]):.0%}",
+                               showarrow=True, arrowhead=2, ax=-40 if top > V / 2 else 40, ay=-20,
+                               font=dict(size=11, color="#111827"), row=row, col=1)
     fig.update_xaxes(title_text="unit id (the last one: end of utterance)", row=2, col=1)
     fig.update_yaxes(rangemode="tozero", tickformat=".0%")
     fig.update_layout(bargap=0.05)

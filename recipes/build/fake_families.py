@@ -179,6 +179,27 @@ def shipped_variant(folder: Path, lm_config: UnitLMConfig) -> str:
                  if cfg.read_at == read_at and list(verbalizer_reads(lm_config, cfg)) == reads), "v2_units")
 
 
+def keep_earlier(result: dict, out: Path, args, fingerprint: str, setup: dict) -> None:
+    """Add to ``result`` the folds of other families that ``out`` holds from a run on the same backbone (the
+    prompt's only when trained as ``setup`` trains them; the probes' always). ``out`` is read now, just before this
+    run writes it, so that runs holding out other families in parallel keep each other's folds."""
+    if not out.is_file():
+        return
+    old = json.loads(out.read_text())
+    if old.get("backbone") != fingerprint:
+        return
+    if args.baselines_only:  # the prompt's folds are not rerun: keep them as they were
+        result.update({k: old[k] for k in ("command", "date", "variant", "budget", "setup", "held_out", "seen",
+                                           "seen_prompt") if k in old})
+    elif same_setup(old, setup):
+        kept = {k: v for k, v in old.get("held_out", {}).items() if k not in args.families}
+        result["held_out"] = {**kept, **result["held_out"]}
+    for k in BASELINES:  # the probes do not depend on the prompt's set-up
+        rows = old.get("baselines", {}).get(k, {}).get("held_out", {})
+        kept = {f: r for f, r in rows.items() if f not in args.families or args.no_baselines}
+        result["baselines"][k]["held_out"] = {**kept, **result["baselines"][k]["held_out"]}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", nargs="*", default=list(FAKE_FAMILIES), choices=list(FAKE_FAMILIES),
@@ -238,18 +259,6 @@ def main(argv: list[str] | None = None) -> None:
                     "baselines": {k: {"name": v, "command": "python -m recipes.build.fake_families "
                                                            + " ".join(argv or sys.argv[1:]), "held_out": {}}
                                   for k, v in BASELINES.items()}}
-    if args.out.is_file():  # keep folds of other families from an earlier run of the same set-up
-        old = json.loads(args.out.read_text())
-        if old.get("backbone") == bb.fingerprint:
-            if args.baselines_only:  # the prompt's folds are not rerun: keep them as they were
-                result.update({k: old[k] for k in ("command", "date", "variant", "budget", "setup", "held_out",
-                                                   "seen", "seen_prompt") if k in old})
-            elif same_setup(old, setup):
-                result["held_out"] = {k: v for k, v in old.get("held_out", {}).items() if k not in args.families}
-            for k in BASELINES:  # the probes do not depend on the prompt's set-up
-                rows = old.get("baselines", {}).get(k, {}).get("held_out", {})
-                result["baselines"][k]["held_out"] = {f: r for f, r in rows.items()
-                                                      if f not in args.families or args.no_baselines}
     for family in args.families:
         spoofs = [i for i, f in enumerate(test_f) if f == family]
         picked = {split: fold_indices(data[split][1], data[split][2], family, cap, args.seed)
@@ -298,6 +307,7 @@ def main(argv: list[str] | None = None) -> None:
         log(f"{family} held out: EER {row['eer']:.3f}, spoofs passed as real {row['spoofs_passed_as_real']:.1%}, "
             f"real called spoof {row['real_called_spoof']:.1%} ({res.seconds:.0f} s wall, {cpu:.0f} s CPU, "
             f"{len(res.history)} epochs, stopped: {res.stopped})")
+    keep_earlier(result, args.out, args, bb.fingerprint, setup)
     folds = [result["held_out"][f] for f in FAKE_FAMILIES if f in result["held_out"]]
     if folds:
         result["pooled_eer"] = pooled_eer(folds)
