@@ -118,9 +118,9 @@ NAMES.update({v: NAMES[v.removesuffix("_aug")] + ", + copies" for v in AUGMENTED
 
 # ---------------------------------------------------------------------------------------------- unit cache
 #: tasks trained on their whole train split whatever --max-train says: digits' test is two real people, and the ~190
-#: crowd-sourced people and synthetic voices beside FSDD's two training speakers help in numbers (on backbone v3,
-#: Speech Commands' digits twice: 3,000 clips against the cap's 1,000 took v2_mean_aug from 0.870 to 0.885, encoder
-#: pooled + LR from 0.955 to 0.961)
+#: crowd-sourced people and synthetic voices beside its FSDD training speaker help in numbers (on backbone v3, with
+#: Speech Commands' digits twice and both FSDD speakers training: 3,000 clips against the cap's 1,000 took
+#: v2_mean_aug from 0.870 to 0.885, encoder pooled + LR from 0.955 to 0.961)
 FULL_TRAIN = frozenset({"digits"})
 
 
