@@ -82,8 +82,8 @@ GAP_NOTES: dict[str, str] = {
               "block-4 codes (k = 500) + LR reaches 0.852 (docs/BACKBONE_V2.md section 14): the gap to the frames "
               "is in the codes. Speech Commands' ~190 crowd speakers and the whole train split lift the copy-trained "
               "read-outs to 0.890-0.897 while yweweler also trains; with yweweler validating instead (so the choice "
-              "is made on a real unseen person) they reach 0.846-0.863, and the chosen one trained again on train + val "
-              "0.894 (`python -m recipes.experiments.refit`, not shipped; section 20).",
+              "is made on a real unseen person) they reach 0.846-0.863, and the chosen one trained again on "
+              "train + val 0.894 (`python -m recipes.experiments.refit`, not shipped; section 20).",
     "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
                    "points.",
     "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
