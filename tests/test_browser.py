@@ -191,6 +191,8 @@ def test_training_in_the_browser_is_private_to_the_visitor(url, playwright):
         alice.locator("#train-bundled").click()
         ready = alice.locator("#train-status td", has_text="ready")
         sync_api.expect(ready).to_have_count(3, timeout=TIMEOUT_MS)  # yes, no, stop: 5 clips each
+        # the teacher is told the bundled takes are synthetic, and what that means for real voices
+        sync_api.expect(alice.locator("#train-alert [role=alert]")).to_contain_text("synthetic voices")
         alice.locator("#train-run").click()
         alice.locator("#train-download").wait_for(timeout=TIMEOUT_MS)
         assert "Trained" in alice.locator("#train-log").inner_text()

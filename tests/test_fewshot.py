@@ -299,3 +299,41 @@ def test_background_class_in_one_click(monkeypatch):
     assert "| background | 5 | ✓ ready |" in status
     with pytest.raises(gr.Error, match="already a 'background' class"):
         train_data.add_background(engine, s)
+
+
+def test_spot_runs_of_an_older_commands_prompt_are_measured_again():
+    """A SPoT run starts from the shipped commands prompt: once that prompt is retrained, the runs (and the bundled
+    set) that started from the old one leave the results, so no report mixes the two."""
+    from recipes.experiments.fewshot import drop_stale_spot
+
+    spot, plain = {"transfer": "commands"}, {"transfer": None}
+    results = {"spot_source": {"sha256": "old"}, "bundled": [{"method": "prompt: flow"}], "runs": [
+        {"method": "a", "settings": spot},  # recorded before runs carried their source: the file's
+        {"method": "b", "settings": spot, "spot_sha256": "new"},
+        {"method": "c", "settings": plain},
+        {"method": "MFCC + LR"}]}
+    assert drop_stale_spot(results, "new") == 2
+    assert [r["method"] for r in results["runs"]] == ["b", "c", "MFCC + LR"] and "bundled" not in results
+    results["bundled"], results["bundled_spot_sha256"] = [], "new"
+    assert drop_stale_spot(results, "new") == 0 and "bundled" in results
+
+
+def test_the_report_sets_each_backbone_beside_the_one_before(tmp_path, monkeypatch):
+    from recipes.experiments import fewshot
+
+    monkeypatch.setattr(fewshot, "DOCS", tmp_path)
+
+    def runs(acc):
+        return {"runs": [{"set": "commands", "k": 5, "draw": d, "method": "prompt: flow", "accuracy": acc,
+                          "test_clips": 200} for d in range(2)]}
+    v1, v2 = fewshot.EARLIER["v1"][0], fewshot.EARLIER["v2"][0]
+    assert fewshot.previous_backbone("new") is None  # no earlier runs kept
+    (tmp_path / "fewshot_v1.json").write_text(json.dumps(runs(0.8)))
+    (tmp_path / "fewshot_v2.json").write_text(json.dumps(runs(0.9)))
+    assert [fewshot.previous_backbone(fp) for fp in (v1, v2, "new")] == [None, "v1", "v2"]
+    now = fewshot.summarise(runs(0.95)["runs"])
+    lines = fewshot.versus_previous(now, "new")
+    assert "### Against backbone v2" in lines
+    assert "| commands | prompt: flow without SPoT | 0.900 -> 0.950 (+5.0) |" in lines
+    assert "0.800 -> 0.900 (+10.0)" in "\n".join(fewshot.versus_previous(fewshot.summarise(runs(0.9)["runs"]), v2))
+    assert fewshot.versus_previous(now, v1) == []

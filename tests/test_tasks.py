@@ -223,6 +223,11 @@ def test_task_card_counts_whose_speech_the_prompt_learned_from():
         "training_speech": "both", "real_speakers": 2, "synthetic_voices": 1, "headline_metric": "real_accuracy",
         "test_means": "accuracy on people never heard", "not_for": "anything real"}
     assert task_card(task, {"real_accuracy": 0.5}, cap=2)["training_speech"] in ("real", "synthetic", "both")
+    val = [T.Clip("a", "fsdd:z", "real", path="z.wav"), T.Clip("b", "fsdd:z", "real", path="z2.wav")]
+    both = T.Task("toy", "Toy", "A toy task.", ("a", "b"), lambda split: plan if split == "train" else val,
+                  headline_metric="real_accuracy", test_means="people never heard", not_for="anything real")
+    assert task_card(both, {"real_accuracy": 0.5})["real_speakers"] == 2  # a prompt trained on train
+    assert task_card(both, {"real_accuracy": 0.5}, val_cap=0)["real_speakers"] == 3  # ... and again on train + val
     with pytest.raises(PromptError, match="not a number among the metrics"):
         task_card(task, {"test_accuracy": 0.9})
     for tid, t in T.TASKS.items():  # every task says what its figure means and what it is not for

@@ -377,12 +377,66 @@ def test_the_shipped_prompt_stands_in_for_its_lost_candidate(tmp_path):
     assert select_and_ship("t", results, cands, out, "fp") == "v2_units"
 
 
-def test_digits_trains_on_its_whole_train_split_and_the_others_on_the_cap():
+def test_digits_trains_and_validates_on_its_whole_splits_and_the_others_on_the_caps():
     from types import SimpleNamespace
 
-    from recipes.build.train_prompts import FULL_TRAIN, split_cap
+    from recipes.build.train_prompts import FULL_SPLITS, split_cap
 
     args = SimpleNamespace(max_train=1000, max_val=300)
-    assert "digits" in FULL_TRAIN and split_cap(args, "train", "digits") == 0
-    assert split_cap(args, "val", "digits") == 300 and split_cap(args, "test", "digits") == 0
+    assert "digits" in FULL_SPLITS and split_cap(args, "train", "digits") == 0
+    assert split_cap(args, "val", "digits") == 0 and split_cap(args, "test", "digits") == 0
     assert split_cap(args, "train", "commands") == 1000 and split_cap(args, "train") == 1000
+    assert split_cap(args, "val", "commands") == 300
+
+
+def test_a_read_out_chosen_on_real_unseen_people_is_trained_again_on_train_and_val(tmp_path, backbone, monkeypatch):
+    """Validation on real people never heard chooses the read-out; the shipped prompt is then that read-out trained
+    on train + val for the epochs validation picked, with no early stopping, and its row is what the report shows."""
+    from types import SimpleNamespace
+
+    from app.prompt_files import read_task_json
+    from recipes.build import train_prompts as tp
+
+    task, args = _tone_task(tmp_path)
+    args = SimpleNamespace(**vars(args), epochs=3, lr=3e-2, batch_size=8, patience=8, max_minutes=1.0, copies=2,
+                           candidates=tmp_path / "candidates", out=tmp_path / "prompts")
+    results = tp.run_task(backbone, task, ["v2_units"], args)
+    results["v2_units"]["best_epoch"] = 2
+    seen = {}
+    train_task = tp.train_task
+
+    def spy(lm, info, config, rows, val, cfg, **kw):
+        seen.update(rows=len(rows), val=val, epochs=cfg.epochs)
+        return train_task(lm, info, config, rows, val, cfg, **kw)
+
+    monkeypatch.setattr(tp, "train_task", spy)
+    monkeypatch.setattr(tp, "choice_val_scorer", lambda bb, t, a: ((lambda v: 0.5), f"{tp.REAL_CHOICE} (12 clips)"))
+    monkeypatch.setattr(tp, "write_card", lambda *a, **k: True)
+    tp.choose_and_ship(backbone, task, results, args)
+    assert seen == {"rows": 12 + 12, "val": None, "epochs": 2}
+    again = results["refit"]
+    assert again["variant"] == "v2_units" and again["trained_on"] == "train + val" and again["epochs_run"] == 2
+    assert again["val_choice_score"] == 0.5 and 0 <= again["test"]["accuracy"] <= 1
+    assert shipped(results) is again
+    meta = read_task_json(args.out / "tones")
+    assert meta["extra"]["refit"] == {"read_out": "v2_units", "epochs": 2, "trained_on": "train + val"}
+    assert meta["metrics"]["test_accuracy"] == again["test"]["accuracy"]
+    # the refit is not put back as the candidate it came from (it trained on the clips that choose)
+    shutil.rmtree(args.candidates / "v2_units")
+    assert not tp.restore_shipped("tones", "v2_units", args.candidates, args.out, backbone.fingerprint)
+    # chosen on synthetic voices, or on the whole split: the candidate itself ships
+    for basis in ("voices never heard in training (12 clips)", "the whole validation split"):
+        assert not tp.refits({"val_choice": basis, "shipped": "v2_units"})
+    assert tp.refits({"val_choice": f"{tp.REAL_CHOICE} (120 clips)", "shipped": "v2_units"})
+    assert shipped({**results, "shipped": "v2_mean"}) is None  # a refit of another read-out is not the shipped row
+
+
+def test_report_names_a_refit_and_what_its_read_out_scored_before():
+    from recipes.build.train_prompts import shipped_row
+
+    r = _task_results(_split_row(0.85, [0.8, 0.9]), _split_row(0.93))
+    r["refit"] = {**r["v2_mean"], "variant": "v2_mean", "test": _split_row(0.89, [0.84, 0.94]), "trained_on":
+                  "train + val", "epochs": 18, "epochs_run": 18}
+    row = shipped_row("digits", r)
+    assert row.startswith("| digits | 2 | 0.890 [0.840, 0.940] |")
+    assert "trained again on train + val for 18 epochs; before, trained on train only: 0.850 [0.800, 0.900]" in row

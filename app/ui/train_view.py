@@ -28,6 +28,12 @@ def _busy() -> dict:
     return gr.update(interactive=False, value="Training…")
 
 
+#: What a teacher should know about the bundled set (docs/FEWSHOT.md measures how its prompts fare on real people).
+BUNDLED_NOTE = "The bundled takes are synthetic voices (espeak-ng), not recordings of people."
+BUNDLED_HINT = ("A prompt trained on them alone often fails on real voices: record a few takes of real people for "
+                "each class as well before you train.")
+
+
 def build(engine: Engine, state: gr.State) -> dict[str, Any]:
     """Lay out the view and wire its events; returns the components the layout connects to other views."""
     gr.Markdown(
@@ -61,7 +67,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                 confirm_text = gr.Markdown()
                 clear_yes = gr.Button("Yes, delete them", size="sm", variant="stop", elem_id="train-clear-yes")
                 clear_no = gr.Button("Keep them", size="sm", elem_id="train-clear-no")
-            alert = gr.HTML(elem_id="train-alert")  # what went wrong with the last action; stays until the next
+            alert = gr.HTML(elem_id="train-alert")  # what went wrong with the last action (or what to know about it)
             status = gr.Markdown(examples_status(Session()), elem_id="train-status")
         with gr.Column(scale=1, min_width=320):
             gr.Markdown("#### 3. Train")
@@ -95,7 +101,8 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             session, text, table = load_bundled(engine, session)
         except gr.Error as exc:
             return session, gr.skip(), gr.skip(), gr.skip(), alert_html(message_of(exc))
-        return session, text, table, gr.update(choices=session.classes, value=session.classes[0]), ""
+        return (session, text, table, gr.update(choices=session.classes, value=session.classes[0]),
+                alert_html(BUNDLED_NOTE, BUNDLED_HINT))
 
     def on_background(session: Session) -> tuple:
         try:

@@ -151,16 +151,18 @@ def cap_stratified(items: list, n: int, seed: int) -> list:
     return [items[i] for i in sorted(keep)]
 
 
-def task_card(task, metrics: dict, cap: int = 0, seed: int = 0) -> dict:
+def task_card(task, metrics: dict, cap: int = 0, seed: int = 0, val_cap: int | None = None) -> dict:
     """The task card of ``task``'s shipped prompt (``app.prompting.TaskCard`` as JSON): whose speech it learned
     from, counted on the training clips train_prompts uses (at most ``cap``, stratified, seeded: as
-    :func:`split_examples` picks them, without making audio), and the task's own texts. Raises PromptError when
+    :func:`split_examples` picks them, without making audio; with ``val_cap`` not None the validation clips too, at
+    most that many: a prompt trained again on train + val), and the task's own texts. Raises PromptError when
     ``metrics`` lack the task's headline metric."""
     from app.prompting import TaskCard
 
-    clips = task.clips("train")
-    if cap and len(clips) > cap:
-        clips = [c for c, _ in cap_stratified([(c, c.label) for c in clips], cap, seed)]
+    def picked(split: str, n: int) -> list:
+        return [c for c, _ in cap_stratified([(c, c.label) for c in task.clips(split)], n, seed)]
+
+    clips = picked("train", cap) + (picked("val", val_cap) if val_cap is not None else [])
     real = len({c.speaker for c in clips if c.source == "real"})
     synthetic = len({c.speaker for c in clips if c.source != "real"})
     card = TaskCard(training_speech="both" if real and synthetic else "real" if real else "synthetic",
@@ -184,7 +186,11 @@ def unseen_family_metrics(path: Path = FAMILIES_FILE, fingerprint: str | None = 
 
 
 def shipped(r: dict) -> dict | None:
-    """The row of the variant shipped in prompts/ (older results: plain v2)."""
+    """The row of the prompt shipped in prompts/: the chosen variant's, or its ``refit`` on train + val where there
+    is one of that variant (older results: plain v2)."""
+    again = r.get("refit")
+    if again and again.get("variant") == r.get("shipped"):
+        return again
     return r.get(r.get("shipped", "v2"))
 
 
@@ -196,7 +202,7 @@ def load_results(bb: Backbone) -> dict:
         if path.stem not in TASKS:  # other measurements kept beside them (lm_health.json)
             continue
         r = json.loads(path.read_text())
-        for k in list(VARIANTS):
+        for k in [*VARIANTS, "refit"]:
             if k not in r or k == "mfcc":
                 continue
             key, fp = ("encoder_fingerprint", bb.encoder_fingerprint) if k == "pooled" else ("fingerprint",

@@ -685,7 +685,8 @@ TASKS: dict[str, Task] = {t.id: t for t in [
     Task("digits", "Spoken digits",
          "Which digit, 0 to 9, is spoken? Trained on English digits recorded by one speaker of the Free Spoken "
          "Digit Dataset, said by about 190 crowd-sourced Speech Commands speakers and by dozens of synthetic "
-         "espeak-ng voices; chosen on another FSDD speaker and tested on two more the prompt never heard.",
+         "espeak-ng voices; chosen on another FSDD speaker, whose takes then train it too, and tested on two more "
+         "the prompt never heard.",
          tuple(str(i) for i in range(10)), _digits, needs=("fsdd", "speech_commands"),
          test_means="accuracy on two real speakers never heard in training (FSDD's nicolas and theo, single English "
                     "digits)",
