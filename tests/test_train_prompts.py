@@ -440,3 +440,35 @@ def test_report_names_a_refit_and_what_its_read_out_scored_before():
     row = shipped_row("digits", r)
     assert row.startswith("| digits | 2 | 0.890 [0.840, 0.940] |")
     assert "trained again on train + val for 18 epochs; before, trained on train only: 0.850 [0.800, 0.900]" in row
+
+
+def test_spot_variants_start_from_the_shipped_commands_prompt_and_so_do_their_refits(tmp_path, backbone, monkeypatch):
+    from types import SimpleNamespace
+
+    from app.prompting import TaskInfo
+    from app.prompt_files import save_prompt
+    from app.training import new_prompt
+    from recipes.build import train_prompts as tp
+
+    task, args = _tone_task(tmp_path)
+    args = SimpleNamespace(**vars(args), epochs=2, lr=3e-2, batch_size=8, patience=8, max_minutes=1.0, copies=2,
+                           candidates=tmp_path / "candidates", out=tmp_path / "prompts")
+    source = new_prompt(backbone.lm, TaskInfo(id="commands", labels=["yes", "no"]), tp.PROMPT_VARIANTS["v2_aug"], [])
+    with torch.no_grad():
+        source.input_prompt.fill_(0.5)
+    save_prompt(source, args.out / tp.SPOT_SOURCE, backbone.id, backbone.fingerprint)
+    seen = []
+    train_task = tp.train_task
+
+    def spy(lm, info, config, rows, val, cfg, **kw):
+        seen.append(kw.get("source"))
+        return train_task(lm, info, config, rows, val, cfg, **kw)
+
+    monkeypatch.setattr(tp, "train_task", spy)
+    results = tp.run_task(backbone, task, ["v2_mean_aug_spot", "v2_mean_aug"], args)
+    assert seen[0] is not None and torch.equal(seen[0].input_prompt, source.input_prompt) and seen[1] is None
+    assert results["v2_mean_aug_spot"]["copies"] == 2  # a SPoT variant is its read-out's `+ copies` form
+    assert tp.PROMPT_VARIANTS["v2_mean_aug_spot"] == tp.PROMPT_VARIANTS["v2_mean"]
+    results["shipped"] = "v2_mean_aug_spot"
+    tp.refit(backbone, task, results, args)
+    assert seen[-1] is not None  # the refit starts from the same place

@@ -41,7 +41,8 @@ from app.lm import UnitLMConfig
 from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
 from app.training import Take, TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
-from recipes.build.train_prompts import PROMPT_VARIANTS, SHIPPABLE, add_budget_args, fit_lr, mfcc_features
+from recipes.build.train_prompts import (PROMPT_VARIANTS, SHIPPABLE, SPOT, add_budget_args, fit_lr,
+                                         mfcc_features)
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
                                     pooled_features, report_backbone, split_examples, write_family_section)
@@ -51,7 +52,7 @@ from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 #: variant reading the clip's mean next-token distribution instead (``read_at="mean"``, docs/FEWSHOT.md). In this
 #: order :func:`shipped_variant` tells them apart.
 FAMILY_VARIANTS: dict[str, PromptConfig] = {
-    **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE},
+    **{k: PROMPT_VARIANTS[k] for k in SHIPPABLE if k not in SPOT},  # SPoT starts from another task's prompt
     "v2_units_mean": replace(PROMPT_VARIANTS["v2_units"], read_at="mean"),
 }
 #: The probes scored beside the prompt on every fold (baselines, never the shipped classifier).
