@@ -89,26 +89,6 @@ GAP_NOTES: dict[str, str] = {
               "500 takes since 2026-12-01) they reach 0.822-0.873, and the chosen one trained again on train + val "
               "0.887. Eight crowd copies, half the crowd and synthetic clips through FSDD's 8 kHz, or prompts started "
               "from the commands prompt (SPoT) scored lower on validation and were not adopted (section 21).",
-    "lt_commands": ("test", 0.70), "language": ("real", 0.60), "emotion": ("test", 0.45),
-           "gender": ("test", 0.95)}
-MAX_ANSWER_SHARE = {"language": ("real", 0.35)}  # issue #13: the prompt must not collapse onto one language
-MAX_GAP_POINTS = 3.0  # SpeechPrompt v2's mean accuracy at most this far below full fine-tuning...
-MAX_PARAM_SHARE = 0.01  # ...with at most this share of its trainable parameters
-#: What a run without --variants trains: the slow baselines (shallow, freq, finetune) are left to an explicit
-#: --variants, so that every task fits in ~40 minutes over two processes.
-DEFAULT_VARIANTS = ("v2", "v2_mean", "v2_aug", "v2_mean_aug", "pooled", "mfcc")
-BASELINES = ("pooled", "mfcc")  # features -> standardised logistic regression (scikit-learn), never shipped
-LR_C = (0.01, 0.1, 1.0, 10.0)  # the logistic regression's C, picked on the validation split
-MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder pooled + LR baseline is flagged...
-#: ...and RESULTS.md says what was tried for it: the prompt variants with a row on this backbone (gap_lines lists
-#: them), then one line per task, filled in by whoever runs this recipe.
-GAP_NOTES: dict[str, str] = {
-    "digits": "nicolas (Belgian French accent) is the weak speaker for every read-out; a bag of this encoder's "
-              "block-4 codes (k = 500) + LR reaches 0.852 (docs/BACKBONE_V2.md section 14): the gap to the frames "
-              "is in the codes. Speech Commands' ~190 crowd speakers and the whole train split lift the copy-trained "
-              "read-outs to 0.890-0.897 while yweweler also trains; with yweweler validating instead (so the choice "
-              "is made on a real unseen person) they reach 0.846-0.863, and the chosen one trained again on "
-              "train + val 0.894 (`python -m recipes.experiments.refit`, not shipped; section 20).",
     "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
                    "points.",
     "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
