@@ -421,6 +421,14 @@ def test_a_read_out_chosen_on_real_unseen_people_is_trained_again_on_train_and_v
     meta = read_task_json(args.out / "tones")
     assert meta["extra"]["refit"] == {"read_out": "v2_units", "epochs": 2, "trained_on": "train + val"}
     assert meta["metrics"]["test_accuracy"] == again["test"]["accuracy"]
+    # the same candidate chosen again: its refit is shipped again without training; new weights: trained again
+    seen.clear()
+    tp.choose_and_ship(backbone, task, results, args)
+    assert seen == {} and results["refit"] is again and (args.out / "tones" / "prompt.safetensors").is_file()
+    weights = args.candidates / "v2_units" / "tones" / "prompt.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")
+    tp.choose_and_ship(backbone, task, results, args)
+    assert seen["epochs"] == 2 and results["refit"]["of"]["candidate_sha256"] != again["of"]["candidate_sha256"]
     # the refit is not put back as the candidate it came from (it trained on the clips that choose)
     shutil.rmtree(args.candidates / "v2_units")
     assert not tp.restore_shipped("tones", "v2_units", args.candidates, args.out, backbone.fingerprint)

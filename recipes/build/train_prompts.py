@@ -14,6 +14,7 @@ Details: docs/RECIPES.md#train_prompts.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -458,10 +459,25 @@ def refit(bb: Backbone, task, results: dict, args) -> dict:
     """Train the shipped read-out (``results["shipped"]``) again on train + val, from scratch with the same seed, for
     the epochs its validation run picked (no early stopping: nothing is left to stop on), ship it to
     ``args.out/<task>`` (kept as ``args.candidates/refit/<task>``) and return its row: test figures with their spread,
-    the chosen candidate's validation figures (they chose the read-out; the refit has trained on those clips)."""
+    the chosen candidate's validation figures (they chose the read-out; the refit has trained on those clips) and
+    what it was trained from (``of``: the candidate's weights, epochs and settings). When ``results["refit"]`` was
+    trained from the very same and its prompt is still kept, that prompt ships again without training."""
     variant = results["shipped"]
     chosen = results[variant]
     epochs = max(1, int(chosen.get("best_epoch") or chosen["epochs_run"]))
+    weights = args.candidates / variant / task.id / "prompt.safetensors"
+    of = {"candidate_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
+          "epochs": epochs, "lr": args.lr, "batch_size": args.batch_size, "copies": args.copies, "seed": args.seed,
+          "fingerprint": bb.fingerprint}
+    kept, dest = args.candidates / "refit" / task.id, args.out / task.id
+    old = results.get("refit") or {}
+    if of["candidate_sha256"] and old.get("variant") == variant and old.get("of") == of \
+            and (kept / "prompt.safetensors").is_file():  # the same candidate, trained again the same way
+        log(f"  {task.id}: {variant} on train + val: the refit of this very candidate is kept ({kept})")
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.copytree(kept, dest)
+        return old
     log(f"  {task.id}: {variant} trained again on train + val for {epochs} epochs")
     info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description,
                     extra={"refit": {"read_out": variant, "epochs": epochs, "trained_on": "train + val"}})
@@ -488,8 +504,7 @@ def refit(bb: Backbone, task, results: dict, args) -> dict:
                           f"test clips ({sizes['train']['speakers']} + {sizes['val']['speakers']} speakers or voices): "
                           f"the read-out was chosen on the val clips, then trained again with them; test speakers "
                           f"never heard in training. Built by recipes/build/tasks.py.")
-    folder = save_prompt(prompt, args.candidates / "refit" / task.id, bb.id, bb.fingerprint)
-    dest = args.out / task.id
+    folder = save_prompt(prompt, kept, bb.id, bb.fingerprint)
     if dest.exists():
         shutil.rmtree(dest)
     shutil.copytree(folder, dest)
@@ -498,7 +513,7 @@ def refit(bb: Backbone, task, results: dict, args) -> dict:
             "epochs_run": len(res.history), "epochs": epochs, "trained_on": "train + val",
             "val_accuracy": chosen["val_accuracy"], "val_choice_score": chosen.get("val_choice_score"),
             "bytes": (folder / "prompt.safetensors").stat().st_size, "max_minutes": args.max_minutes,
-            **{k: chosen[k] for k in ("copies", "copy_plan") if k in chosen}, "fingerprint": bb.fingerprint}
+            **{k: chosen[k] for k in ("copies", "copy_plan") if k in chosen}, "fingerprint": bb.fingerprint, "of": of}
 
 
 def choose_and_ship(bb: Backbone, task, results: dict, args, old_shipped: str | None = None) -> None:
