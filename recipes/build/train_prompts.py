@@ -260,9 +260,7 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
             model, res = finetune(lm, prompt, train, val, cfg)
             logits_fn, n_params = model, model.num_trainable()
         elif variant in AUGMENTED:  # the same flow on takes with perturbed copies, one version drawn per epoch
-            copies = encode_copies(bb.encoder, bb.encoder_fingerprint, task, "train", args.cache, args.copies,
-                                   split_cap(args, "train", task.id), args.seed, NOISE_DIR, task.id in CHANNEL_ONLY)
-            takes = [(Take(u, c), y) for (u, y), c in zip(train, copies)]
+            takes = take_rows(bb, task, "train", args, data["train"][0], data["train"][1])
             prompt, res = train_task(lm, info, config, takes, val, cfg, verbalizer_init="class_means",
                                      source=spot_source(bb, variant, args), seed=args.seed, sample_copies=True)
             logits_fn, n_params = prompt_logits_fn(lm, prompt), prompt.num_trainable()
@@ -439,19 +437,23 @@ def refits(results: dict) -> bool:
     return (results.get("val_choice") or "").startswith(REAL_CHOICE) and results.get("shipped") in SHIPPABLE
 
 
+def take_rows(bb: Backbone, task, split: str, args, units: list, labels: list[int]) -> list:
+    """The clips of ``split`` (their ``units`` and ``labels``, as encode_split gives them) as takes with their
+    --copies perturbed copies (channel-only for CHANNEL_ONLY tasks), each with its label: what AUGMENTED variants
+    train on."""
+    copies = encode_copies(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, args.copies,
+                           split_cap(args, split, task.id), args.seed, NOISE_DIR, task.id in CHANNEL_ONLY)
+    return [(Take(u, c), y) for u, y, c in zip(units, labels, copies)]
+
+
 def refit_rows(bb: Backbone, task, variant: str, args) -> list:
-    """What :func:`refit` trains on: the train and val clips' units (with their perturbed copies for AUGMENTED
-    variants, drawn as in training), each clip with its label index."""
+    """What :func:`refit` trains on: the train and val clips' units (as takes with their perturbed copies for
+    AUGMENTED variants), each clip with its label index."""
     rows: list = []
     for split in ("train", "val"):
-        cap = split_cap(args, split, task.id)
-        units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, cap, args.seed)
-        if variant not in AUGMENTED:
-            rows += list(zip(units, labels))
-            continue
-        copies = encode_copies(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, args.copies, cap,
-                               args.seed, NOISE_DIR, task.id in CHANNEL_ONLY)
-        rows += [(Take(u, c), y) for u, y, c in zip(units, labels, copies)]
+        units, labels, _ = encode_split(bb.encoder, bb.encoder_fingerprint, task, split, args.cache,
+                                        split_cap(args, split, task.id), args.seed)
+        rows += take_rows(bb, task, split, args, units, labels) if variant in AUGMENTED else list(zip(units, labels))
     return rows
 
 
@@ -632,8 +634,7 @@ def shipped_row(tid: str, r: dict) -> str:
     chosen = r.get(v.get("variant", ""), {}).get("test") if v.get("trained_on") else None
     if chosen:  # a refit: what the read-out scored as validation chose it, before it trained on those clips
         other.append(f"trained again on train + val for {v['epochs']} epoch{'s' * (v['epochs'] != 1)}; before, "
-                     f"trained on train only: "
-                     f"{figure_text(chosen, r['metric'])}")
+                     f"trained on train only: {figure_text(chosen, r['metric'])}")
     d = r["data"]
     return (f"| {tid} | {len(r['labels'])} | {figure_text(test, r['metric'])} | {speakers_text(test)} | "
             f"{per_speaker_text(test)} | {gap_text(r)} | {test['macro_f1']:.3f} | {'; '.join(other)} | "

@@ -646,13 +646,17 @@ def drop_stale_spot(results: dict, sha: str) -> int:
     the prompt ``spot_source`` names; runs recorded before each carried its source have the file's ``spot_source``.
     Returns how many runs were removed."""
     before = (results.get("spot_source") or {}).get("sha256")
-    stale = [r for r in results["runs"]
-             if (r.get("settings") or {}).get("transfer") and r.get("spot_sha256", before) != sha]
-    results["runs"] = [r for r in results["runs"] if r not in stale]
+
+    def stale(r: dict) -> bool:
+        return bool((r.get("settings") or {}).get("transfer")) and r.get("spot_sha256", before) != sha
+
+    kept = [r for r in results["runs"] if not stale(r)]
+    dropped = len(results["runs"]) - len(kept)
+    results["runs"] = kept
     if "bundled" in results and results.get("bundled_spot_sha256", before) != sha:
         del results["bundled"]
-        stale.append("bundled")
-    return len(stale)
+        dropped += 1
+    return dropped
 
 
 def same_backbone(results: dict, backbone: dict, path: Path) -> dict | None:
