@@ -91,6 +91,21 @@ def test_train_and_test_speakers_are_disjoint(tid, monkeypatch):
                 assert c.recipe.variant in VOICE_SPLITS[split]
 
 
+def test_digits_second_validation_fold_swaps_its_two_fsdd_people_and_keeps_everything_else():
+    task = T.TASKS["digits"]
+    _need(task)
+    (fold,) = T.CHOICE_FOLDS["digits"]
+    real = lambda clips: {c.speaker for c in clips if c.speaker.startswith("fsdd:")}  # noqa: E731
+    assert real(task.clips("train")) == real(fold.clips("val")) == {"fsdd:jackson"}
+    assert real(fold.clips("train")) == real(task.clips("val")) == {f"fsdd:{T.DIGITS_VAL_SPEAKER}"}
+    for split in T.SPLITS:  # the crowd, the synthetic clips and the test are the task's own
+        assert [c for c in fold.clips(split) if not c.speaker.startswith("fsdd:")] == \
+            [c for c in task.clips(split) if not c.speaker.startswith("fsdd:")]
+    assert fold.clips("test") == task.clips("test") and fold.labels == task.labels
+    with pytest.raises(ValueError):
+        T.with_val_speaker(T.TASKS["commands"], "bob")
+
+
 def test_digits_test_is_the_held_out_real_speaker():
     task = T.TASKS["digits"]
     _need(task)

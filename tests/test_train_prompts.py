@@ -49,6 +49,44 @@ def test_accuracy_on_unseen_validation_speakers_decides_when_every_candidate_has
     assert select_and_ship("t", results, cands, out, "fp", {"v2": 0.8, "v2_mean": None}.get) == "v2"
 
 
+def test_the_mean_over_validation_folds_decides_where_every_candidate_has_the_same_folds(tmp_path):
+    cands, out = tmp_path / "cands", tmp_path / "prompts"
+    _candidate(cands, "v2", "t", "prosody")
+    _candidate(cands, "v2_mean", "t", "mean")
+
+    def fold(score, epoch=4):
+        return [{"fold": "t_val_bob", "val_choice_score": score, "best_epoch": epoch, "epochs_run": 9}]
+    results = {"v2": {**_row(0.9, 0.5), "folds": fold(0.70)}, "v2_mean": {**_row(0.9, 0.5), "folds": fold(0.85)}}
+    first = {"v2": 0.90, "v2_mean": 0.80}  # the first fold alone would ship v2
+    assert select_and_ship("t", results, cands, out, "fp", first.get) == "v2_mean"
+    assert results["v2"]["val_choice_folds"] == [0.90, 0.70] and results["v2"]["val_choice_score"] == 0.8
+    assert results["v2_mean"]["val_choice_score"] == 0.825
+    del results["v2_mean"]["folds"]  # a candidate without the fold: the first fold decides for all
+    assert select_and_ship("t", results, cands, out, "fp", first.get) == "v2"
+    assert "val_choice_folds" not in results["v2"] and results["v2"]["val_choice_score"] == 0.90
+
+
+def test_a_validation_fold_trains_the_read_out_with_the_other_person_validating(tmp_path, backbone, monkeypatch):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from recipes.build import train_prompts as tp
+
+    task, args = _tone_task(tmp_path)
+    plan = task.plan
+    swap = {"train:0": "val:0", "val:0": "train:0"}  # speaker 0 of train validates, speaker 0 of val trains
+    both = [c for s in ("train", "val") for c in plan(s)]
+    fold = replace(task, id="tones_val_0", plan=lambda split: plan(split) if split == "test" else
+                   [c for c in both if swap.get(c.speaker, c.speaker).startswith(split)])
+    assert {c.speaker for c in fold.plan("val")} == {"train:0", "val:1"}
+    monkeypatch.setattr(tp, "MIN_CHOICE_VAL", 3)
+    args = SimpleNamespace(**vars(args), epochs=2, lr=3e-2, batch_size=8, patience=8, max_minutes=1.0, copies=0)
+    row = tp.fold_row(backbone, fold, "v2_mean", args)
+    assert row["fold"] == "tones_val_0" and row["basis"].startswith("real speakers never heard in training (12")
+    assert row["clips"] == 12
+    assert 0 <= row["val_choice_score"] <= 1 and 1 <= row["best_epoch"] <= row["epochs_run"] == 2
+
+
 def test_rows_of_another_backbone_or_without_files_are_not_shipped(tmp_path):
     cands, out = tmp_path / "cands", tmp_path / "prompts"
     _candidate(cands, "v2", "t", "prosody")
@@ -429,6 +467,13 @@ def test_a_read_out_chosen_on_real_unseen_people_is_trained_again_on_train_and_v
     weights.write_bytes(weights.read_bytes() + b" ")
     tp.choose_and_ship(backbone, task, results, args)
     assert seen["epochs"] == 2 and results["refit"]["of"]["candidate_sha256"] != again["of"]["candidate_sha256"]
+    # chosen over validation folds: the choice is their mean, and the refit trains for the mean of their epochs
+    results["v2_units"]["folds"] = [{"fold": "tones_val_0", "val_choice_score": 0.7, "best_epoch": 4, "epochs_run": 5,
+                                     "basis": f"{tp.REAL_CHOICE} (6 clips)", "clips": 6}]
+    tp.choose_and_ship(backbone, task, results, args)
+    assert results["v2_units"]["val_choice_score"] == 0.6 and seen["epochs"] == 3
+    assert results["refit"]["epochs"] == 3 and results["val_choice"].startswith(tp.REAL_CHOICE)
+    assert results["val_choice"].endswith("; averaged with the fold tones_val_0 (6 clips)")
     # the refit is not put back as the candidate it came from (it trained on the clips that choose)
     shutil.rmtree(args.candidates / "v2_units")
     assert not tp.restore_shipped("tones", "v2_units", args.candidates, args.out, backbone.fingerprint)
@@ -480,3 +525,49 @@ def test_spot_variants_start_from_the_shipped_commands_prompt_and_so_do_their_re
     results["shipped"] = "v2_mean_aug_spot"
     tp.refit(backbone, task, results, args)
     assert seen[-1] is not None  # the refit starts from the same place
+
+
+def test_cached_units_are_encoded_again_when_the_recipe_gives_other_clips_with_the_same_labels(tmp_path, backbone):
+    """The units cache knows which clips it holds: a task whose recipe changed (other clips, the same labels in the
+    same order, as a changed mix of synthetic voices gives) is encoded again, copies and pooled features too."""
+    from dataclasses import replace
+
+    from recipes.common.results import encode_copies, encode_split, pooled_features, split_examples
+
+    task, args = _tone_task(tmp_path)
+    fp = backbone.encoder_fingerprint
+    first = encode_split(backbone.encoder, fp, task, "train", args.cache)[0]
+    encode_copies(backbone.encoder, fp, task, "train", args.cache, 1)
+    pooled_features(backbone.encoder, fp, task, "train", args.cache)
+
+    class Deaf:  # the same clips: everything comes from the cache
+        def __call__(self, wav):
+            raise AssertionError("encoder called despite the cache")
+        features = __call__
+    assert [u.ids.tolist() for u in encode_split(Deaf(), fp, task, "train", args.cache)[0]] == \
+        [u.ids.tolist() for u in first]
+    encode_copies(Deaf(), fp, task, "train", args.cache, 1)
+    pooled_features(Deaf(), fp, task, "train", args.cache)
+
+    plan = task.plan
+    swapped = lambda split: [c if i % 3 else replace(c, path=plan("test")[i].path)  # noqa: E731
+                             for i, c in enumerate(plan(split))]
+    before = split_examples(task, "train")
+    task = replace(task, plan=swapped)  # every third clip another recording of the same kind
+    after = split_examples(task, "train")
+    assert [e.label for e in after] == [e.label for e in before] and after != before
+    calls = []
+
+    class Counting:
+        def __call__(self, wav):
+            calls.append(1)
+            return backbone.encoder(wav)
+
+        def features(self, wav):
+            calls.append(1)
+            return backbone.encoder.features(wav)
+    encode_split(Counting(), fp, task, "train", args.cache)
+    assert len(calls) == 12
+    encode_copies(Counting(), fp, task, "train", args.cache, 1)
+    pooled_features(Counting(), fp, task, "train", args.cache)
+    assert len(calls) == 36

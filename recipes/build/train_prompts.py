@@ -36,11 +36,11 @@ from recipes.common.results import family_lines as results_family_lines
 from recipes.common.results import (FAMILIES_FILE, RESULTS_DIR, VARIANTS, encode_copies, encode_split, load_results,
                                     log, pooled_features, shipped, split_examples, task_card, unseen_family_metrics)
 from recipes.common.spread import MIN_CLIPS, RESAMPLES, spread
-from recipes.common.tasks import FAKE_FAMILIES, REAL_LANGUAGE_COPIES, TASKS
+from recipes.common.tasks import CHOICE_FOLDS, FAKE_FAMILIES, REAL_LANGUAGE_COPIES, TASKS
 
 #: variants whose input prompt, deep prompt and separator start from the shipped prompt of SPOT_SOURCE (SPoT, as the
 #: Train view's few-shot flow does), the verbalizer new: ``<variant>_spot``; for tasks of English words (digits)
-SPOT = ("v2_mean_aug_spot", "v2_mean_novoice_aug_spot")
+SPOT = ("v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "v2_aug_spot", "v2_units_aug_spot")
 SPOT_SOURCE = "commands"
 #: prompt-tuning variants a shipped prompt is chosen from (validation)
 SHIPPABLE = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug",
@@ -86,10 +86,12 @@ GAP_NOTES: dict[str, str] = {
     "digits": "nicolas (Belgian French accent) is the weak speaker for every read-out; a bag of this encoder's "
               "block-4 codes (k = 500) + LR reaches 0.852 (docs/BACKBONE_V2.md section 14): the gap to the frames "
               "is in the codes. Speech Commands' ~190 crowd speakers and the whole train split lift the copy-trained "
-              "read-outs to 0.890-0.897 while FSDD's yweweler also trains; with yweweler validating instead (all "
-              "500 takes since 2026-12-01) they reach 0.822-0.873, and the chosen one trained again on train + val "
-              "0.887. Eight crowd copies, half the crowd and synthetic clips through FSDD's 8 kHz, or prompts started "
-              "from the commands prompt (SPoT) scored lower on validation and were not adopted (section 21).",
+              "read-outs to 0.890-0.897 while both FSDD speakers outside the test train; chosen on one of them "
+              "(yweweler), the refit read 0.887. Since session 15 the choice averages two folds, each of them "
+              "validating in turn: of session 14's nine read-outs it picked v2_units_aug (refit 0.894); with the "
+              "SPoT forms of v2_aug and v2_units_aug added, v2_aug_spot (0.838 on yweweler, 0.978 on jackson), whose "
+              "refit reads 0.871. Nearest-centroid unit swaps, unit dropout, label smoothing and accented synthetic "
+              "digits scored lower on validation (section 22); more crowd copies or 8 kHz clips too (section 21).",
     "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
                    "points.",
     "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
@@ -137,8 +139,9 @@ def spot_source(bb: Backbone, variant: str, args) -> TaskPrompt | None:
 #: test is two real people, and the ~190 crowd-sourced people and synthetic voices beside its FSDD training speaker
 #: help in numbers (on backbone v3, with Speech Commands' digits twice and both FSDD speakers training: 3,000 clips
 #: against the cap's 1,000 took v2_mean_aug from 0.870 to 0.885, encoder pooled + LR from 0.955 to 0.961); all 500
-#: takes of its validation speaker choose the prompt and then train it (refit), not the 217 the cap of 300 kept
-FULL_SPLITS = frozenset({"digits"})
+#: takes of its validation speaker choose the prompt and then train it (refit), not the 217 the cap of 300 kept; its
+#: second validation fold (CHOICE_FOLDS) likewise
+FULL_SPLITS = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))})
 
 
 def split_cap(args, split: str, task_id: str = "") -> int:
@@ -240,10 +243,7 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
     else:
         data = {s: encode_split(bb.encoder, bb.encoder_fingerprint, task, s, args.cache, split_cap(args, s, task.id),
                                 args.seed) for s in task.splits}
-        train = list(zip(data["train"][0], data["train"][1]))
-        val = list(zip(data["val"][0], data["val"][1]))
         results["data"] = sizes = {s: data[s][2] for s in task.splits}
-        lm = bb.lm
     for variant in variants:
         log(f"  {task.id}: {variant}")
         torch.manual_seed(args.seed)
@@ -251,23 +251,7 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
             results[variant] = run_baseline(variant, bb, task, eval_examples, args)
             log(f"    {variant}: {json.dumps({s: results[variant][s]['accuracy'] for s in eval_splits})}")
             continue
-        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
-                          seed=args.seed, max_seconds=args.max_minutes * 60)
-        info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description)
-        config = PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2_units"])
-        if variant == "finetune":
-            prompt = new_prompt(lm, info, config, [u for u, _ in train], args.seed)
-            model, res = finetune(lm, prompt, train, val, cfg)
-            logits_fn, n_params = model, model.num_trainable()
-        elif variant in AUGMENTED:  # the same flow on takes with perturbed copies, one version drawn per epoch
-            takes = take_rows(bb, task, "train", args, data["train"][0], data["train"][1])
-            prompt, res = train_task(lm, info, config, takes, val, cfg, verbalizer_init="class_means",
-                                     source=spot_source(bb, variant, args), seed=args.seed, sample_copies=True)
-            logits_fn, n_params = prompt_logits_fn(lm, prompt), prompt.num_trainable()
-        else:  # the library's one training flow (what the Train view and `python -m app train` run), with this
-            # recipe's budget: a validation split picks the epoch; the verbalizer starts at random as it always has
-            prompt, res = train_task(lm, info, config, train, val, cfg, verbalizer_init="random", seed=args.seed)
-            logits_fn, n_params = prompt_logits_fn(lm, prompt), prompt.num_trainable()
+        prompt, logits_fn, n_params, res = fit_variant(bb, task, variant, data, args)
         out = {}
         for s in eval_splits:
             probs = predict_proba(logits_fn, data[s][0])
@@ -278,8 +262,11 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
                "train_accuracy": round(res.train_acc, 4), "epochs": args.epochs, "max_minutes": args.max_minutes,
                **({"copies": args.copies, "copy_plan": "channel" if task.id in CHANNEL_ONLY else "speed, pitch, "
                    "room, noise"} if variant in AUGMENTED else {})}
+        if variant in SHIPPABLE and CHOICE_FOLDS.get(task.id):
+            row["folds"] = [fold_row(bb, fold, variant, args) for fold in CHOICE_FOLDS[task.id]]
         if variant in SHIPPABLE:
             test = out["test"]
+            info = prompt.info
             info.metrics = {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
                             **({"test_eer": test["eer"]} if "eer" in test else {}),
                             **({f"{s}_accuracy": out[s]["accuracy"] for s in eval_splits if s != "test"}),
@@ -295,6 +282,50 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
         log(f"    {variant}: {json.dumps({s: out[s]['accuracy'] for s in eval_splits})} ({n_params:,} params, "
             f"{res.seconds:.0f} s, {len(res.history)} epochs)")
     return results
+
+
+def fit_variant(bb: Backbone, task, variant: str, data: dict, args):
+    """Train one prompt ``variant`` (or the full fine-tuning baseline) on ``data`` (split -> encode_split's units,
+    labels, stats), its validation split picking the epoch; returns (prompt, class-logits function, trainable
+    parameters, the run)."""
+    lm = bb.lm
+    train = list(zip(data["train"][0], data["train"][1]))
+    val = list(zip(data["val"][0], data["val"][1]))
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, patience=args.patience,
+                      seed=args.seed, max_seconds=args.max_minutes * 60)
+    info = TaskInfo(id=task.id, labels=list(task.labels), title=task.title, description=task.description)
+    config = PROMPT_VARIANTS.get(variant, PROMPT_VARIANTS["v2_units"])
+    if variant == "finetune":
+        prompt = new_prompt(lm, info, config, [u for u, _ in train], args.seed)
+        model, res = finetune(lm, prompt, train, val, cfg)
+        return prompt, model, model.num_trainable(), res
+    if variant in AUGMENTED:  # the same flow on takes with perturbed copies, one version drawn per epoch
+        takes = take_rows(bb, task, "train", args, data["train"][0], data["train"][1])
+        prompt, res = train_task(lm, info, config, takes, val, cfg, verbalizer_init="class_means",
+                                 source=spot_source(bb, variant, args), seed=args.seed, sample_copies=True)
+    else:  # the library's one training flow (what the Train view and `python -m app train` run), with this
+        # recipe's budget: a validation split picks the epoch; the verbalizer starts at random as it always has
+        prompt, res = train_task(lm, info, config, train, val, cfg, verbalizer_init="random", seed=args.seed)
+    return prompt, prompt_logits_fn(lm, prompt), prompt.num_trainable(), res
+
+
+def fold_row(bb: Backbone, fold, variant: str, args) -> dict:
+    """``variant`` trained on a further validation fold of its task (:data:`CHOICE_FOLDS`: another real person
+    validating, the one who validated training) and scored as the choice scores it: accuracy on that fold's
+    :func:`choice_clips`, and the epoch its validation picked. The fold's prompt is not kept."""
+    data = {s: encode_split(bb.encoder, bb.encoder_fingerprint, fold, s, args.cache, split_cap(args, s, fold.id),
+                            args.seed) for s in ("train", "val")}
+    torch.manual_seed(args.seed)
+    _, logits_fn, _, res = fit_variant(bb, fold, variant, data, args)
+    picked = choice_clips(fold, args)
+    if picked is None:
+        raise ValueError(f"{fold.id}: its validation has too few clips of people never heard in training")
+    idx, basis = picked
+    probs = predict_proba(logits_fn, [data["val"][0][i] for i in idx])
+    score = round(accuracy([data["val"][1][i] for i in idx], probs.argmax(1).tolist()), 4)
+    log(f"    {variant} on {fold.id}: {score} on {basis}, best epoch {res.best_epoch}")
+    return {"fold": fold.id, "val_choice_score": score, "basis": basis, "clips": len(idx), "best_epoch": res.best_epoch,
+            "epochs_run": len(res.history), "val_accuracy": res.best_val_acc, "fingerprint": bb.fingerprint}
 
 
 # ---------------------------------------------------------------------------------------------- task cards
@@ -410,16 +441,26 @@ def select_and_ship(tid: str, results: dict, candidates: Path, out: Path, finger
     decides (the figures that matter are on voices never heard, people where possible: on backbone v2 a validation
     mixing synthetic voices picked the worse prompt for gender; digits' later takes of its training speakers, then
     its synthetic voices, could not tell prompts that generalise from prompts that do not, so a real FSDD speaker
-    validates it since 2026-12-01)."""
+    validates it since 2026-12-01). Where every candidate also has the same further validation folds (``folds``:
+    :data:`CHOICE_FOLDS`, another person validating), the mean over the folds is the score."""
     restore_shipped(tid, results.get("shipped"), candidates, out, fingerprint)
     names = [v for v in SHIPPABLE if v in results and results[v].get("fingerprint") == fingerprint
              and (candidates / v / tid / "task.json").is_file()]
     if not names:
         return None
+    own = {v: choice_val(v) if choice_val else None for v in names}
+    # further validation folds (CHOICE_FOLDS) count where every candidate has them: the mean over the folds decides
+    n_folds = {len(results[v].get("folds") or []) for v in names}
+    cross = len(n_folds) == 1 and n_folds != {0} and all(own[v] is not None for v in names)
     for v in names:
         results[v].pop("val_real_accuracy", None)  # the rule's earlier name
         results[v].pop("val_choice_accuracy", None)
-        results[v]["val_choice_score"] = choice_val(v) if choice_val else None
+        results[v].pop("val_choice_folds", None)
+        results[v]["val_choice_score"] = own[v]
+        if cross:
+            per_fold = [own[v], *(f["val_choice_score"] for f in results[v]["folds"])]
+            results[v]["val_choice_folds"] = per_fold
+            results[v]["val_choice_score"] = round(sum(per_fold) / len(per_fold), 4)
     key = "val_choice_score" if all(results[v]["val_choice_score"] is not None for v in names) else "val_accuracy"
     rows = [(results[v][key], -SHIPPABLE.index(v), v) for v in names]
     best = max(rows)[2]
@@ -459,7 +500,8 @@ def refit_rows(bb: Backbone, task, variant: str, args) -> list:
 
 def refit(bb: Backbone, task, results: dict, args) -> dict:
     """Train the shipped read-out (``results["shipped"]``) again on train + val, from scratch with the same seed, for
-    the epochs its validation run picked (no early stopping: nothing is left to stop on), ship it to
+    the epochs its validation run picked (the mean over the folds where it was chosen over validation folds; no early
+    stopping: nothing is left to stop on), ship it to
     ``args.out/<task>`` (kept as ``args.candidates/refit/<task>``) and return its row: test figures with their spread,
     the chosen candidate's validation figures (they chose the read-out; the refit has trained on those clips) and
     what it was trained from (``of``: the candidate's weights, epochs and settings). When ``results["refit"]`` was
@@ -467,6 +509,9 @@ def refit(bb: Backbone, task, results: dict, args) -> dict:
     variant = results["shipped"]
     chosen = results[variant]
     epochs = max(1, int(chosen.get("best_epoch") or chosen["epochs_run"]))
+    if "val_choice_folds" in chosen:  # chosen over validation folds: the mean of the epochs they picked
+        picked = [epochs, *(max(1, int(f["best_epoch"] or f["epochs_run"])) for f in chosen["folds"])]
+        epochs = max(1, round(sum(picked) / len(picked)))
     weights = args.candidates / variant / task.id / "prompt.safetensors"
     of = {"candidate_sha256": hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None,
           "epochs": epochs, "lr": args.lr, "batch_size": args.batch_size, "copies": args.copies, "seed": args.seed,
@@ -524,6 +569,10 @@ def choose_and_ship(bb: Backbone, task, results: dict, args, old_shipped: str | 
     scorer, results["val_choice"] = choice_val_scorer(bb, task, args)
     results["shipped"] = select_and_ship(task.id, results, args.candidates, args.out, bb.fingerprint, scorer) \
         or old_shipped
+    chosen = results.get(results["shipped"] or "") or {}
+    if "val_choice_folds" in chosen:
+        results["val_choice"] += "".join(f"; averaged with the fold {f['fold']} ({f['clips']} clips)"
+                                         for f in chosen["folds"])
     if refits(results):
         results["refit"] = refit(bb, task, results, args)
     write_card(task, args.out / task.id, args, bb.lm.config)

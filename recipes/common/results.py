@@ -2,12 +2,14 @@
 fingerprint, and the per-task results in docs/results/."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from app.backbone import Backbone
@@ -19,8 +21,8 @@ from .tasks import FAKE_FAMILIES, TASKS
 
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
 VARIANTS = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug",
-            "v2_units_aug", "v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "shallow", "freq", "finetune", "pooled",
-            "mfcc")
+            "v2_units_aug", "v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "v2_aug_spot", "v2_units_aug_spot",
+            "shallow", "freq", "finetune", "pooled", "mfcc")
 RESULTS_DIR = DOCS / "results"
 #: The ``fake`` task's leave-one-family-out run (recipes.build.fake_families).
 FAMILIES_FILE = RESULTS_DIR / "families" / "fake.json"
@@ -37,7 +39,8 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
     examples = split_examples(task, split, cap, seed)
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}.safetensors"
     labels = [task.labels.index(e.label) for e in examples]
-    if path.exists():
+    digest = clips_digest(examples)
+    if cached_from(path) == digest:
         units, stored = read_units(path)
         if stored == labels:
             return units, labels, json.loads(path.with_suffix(".json").read_text())
@@ -50,11 +53,27 @@ def encode_split(encoder, fingerprint: str, task, split: str, cache: Path, cap: 
             units.append(encoder(audio.wav))
         if i and i % 500 == 0:
             log(f"    {task.id}/{split}: encoded {i}/{len(examples)}")
-    write_units(path, units, labels)
+    write_units(path, units, labels, digest)
     stats = {"clips": len(examples), "audio_seconds": round(seconds, 1), "encode_seconds": round(time.time() - t0, 1),
              "speakers": len({e.speaker for e in examples}), "real": sum(e.source == "real" for e in examples)}
     path.with_suffix(".json").write_text(json.dumps(stats))
     return units, labels, stats
+
+
+def clips_digest(examples: list) -> str:
+    """Which clips a cached file holds, in order: a digest of each clip's file (a real recording's folder and name,
+    a synthetic clip's recipe key is in its name), so a changed recipe is encoded again even where its labels are
+    the same."""
+    names = "\n".join("/".join(Path(e.audio).parts[-2:]) for e in examples)
+    return hashlib.sha256(names.encode("utf-8")).hexdigest()[:32]
+
+
+def cached_from(path: Path) -> str | None:
+    """The :func:`clips_digest` a cached units file was written with (None: no file, or written without one)."""
+    if not path.exists():
+        return None
+    with safe_open(str(path), framework="pt") as f:
+        return (f.metadata() or {}).get("clips")
 
 
 def read_units(path: Path) -> tuple[list[Units], list[int]]:
@@ -68,8 +87,9 @@ def read_units(path: Path) -> tuple[list[Units], list[int]]:
     return units, t["labels"].tolist()
 
 
-def write_units(path: Path, units: list[Units], labels: list[int]) -> None:
-    """Store unit sequences (concatenated, with offsets) and their labels in one safetensors file."""
+def write_units(path: Path, units: list[Units], labels: list[int], digest: str = "") -> None:
+    """Store unit sequences (concatenated, with offsets) and their labels in one safetensors file, with the
+    :func:`clips_digest` of the clips they were encoded from."""
     off = np.cumsum([0] + [len(u) for u in units])
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"ids": torch.cat([u.ids for u in units]).to(torch.int16),
@@ -78,7 +98,7 @@ def write_units(path: Path, units: list[Units], labels: list[int]) -> None:
                "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}
     if units and units[0].voice is not None:
         tensors["voice"] = torch.cat([u.voice for u in units]).to(torch.int8)
-    save_file(tensors, str(path))
+    save_file(tensors, str(path), metadata={"clips": digest})
 
 
 def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: int, cap: int = 0,
@@ -93,7 +113,8 @@ def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: i
     labels = [task.labels.index(e.label) for e in examples]
     plan, kind = (augment.CHANNEL_PLAN, "channel") if channel_only else (augment.PLAN, "copies")
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}_{kind}{n}.safetensors"
-    if path.exists():
+    digest = clips_digest(examples)
+    if cached_from(path) == digest:
         units, stored = read_units(path)
         if stored == [y for y in labels for _ in range(n)]:
             return [units[i * n:(i + 1) * n] for i in range(len(examples))]
@@ -105,7 +126,7 @@ def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: i
             flat += [encoder(w) for w in augment.copies(wav, n, np.random.default_rng(seed + i), noise_dir, plan)]
         if i and i % 200 == 0:
             log(f"    {task.id}/{split}: {n} copies of {i}/{len(examples)} clips ({time.time() - t0:.0f} s)")
-    write_units(path, flat, [y for y in labels for _ in range(n)])
+    write_units(path, flat, [y for y in labels for _ in range(n)], digest)
     return [flat[i * n:(i + 1) * n] for i in range(len(examples))]
 
 
@@ -116,7 +137,8 @@ def pooled_features(encoder, fingerprint: str, task, split: str, cache: Path, ca
     examples = split_examples(task, split, cap, seed)
     labels = [task.labels.index(e.label) for e in examples]
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}_pooled.safetensors"
-    if path.exists():
+    digest = clips_digest(examples)
+    if cached_from(path) == digest:
         t = load_file(str(path))
         if t["labels"].tolist() == labels:
             return t["features"].numpy(), labels
@@ -127,7 +149,8 @@ def pooled_features(encoder, fingerprint: str, task, split: str, cache: Path, ca
         feats.append(torch.cat([f.mean(0), f.std(0, unbiased=False)]))
     features = torch.stack(feats)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"features": features.contiguous(), "labels": torch.tensor(labels)}, str(path))
+    save_file({"features": features.contiguous(), "labels": torch.tensor(labels)}, str(path),
+              metadata={"clips": digest})
     return features.numpy(), labels
 
 

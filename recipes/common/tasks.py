@@ -255,14 +255,14 @@ def _sc_digit(path: Path) -> str | None:
     return str(DIGIT_WORDS.index(word)) if path.parent.name == "_unknown_" and word in DIGIT_WORDS else None
 
 
-def _digits(split: str) -> list[Clip]:
+def _digits(split: str, val_speaker: str = DIGITS_VAL_SPEAKER) -> list[Clip]:
     """FSDD by speaker; train adds the digit words of Speech Commands' training speakers (about 190 people in
     ordinary rooms; every digit but "two", which that set never recorded) and English digit words from many
-    espeak-ng voices. Val is FSDD's :data:`DIGITS_VAL_SPEAKER` (a real person never heard in training) and
-    espeak-ng voices of its own; the test takes both held-out FSDD speakers (splits' val and test: nicolas and
-    theo), so its figure has a per-speaker spread."""
+    espeak-ng voices. Val is FSDD's ``val_speaker`` (a real person never heard in training) and espeak-ng voices
+    of its own; the test takes both held-out FSDD speakers (splits' val and test: nicolas and theo), so its figure
+    has a per-speaker spread."""
     own = _real("fsdd", "train")
-    held = [c for c in own if c.speaker == f"fsdd:{DIGITS_VAL_SPEAKER}"]
+    held = [c for c in own if c.speaker == f"fsdd:{val_speaker}"]
     crowd = _real("speech_commands", "train", _sc_digit) * DIGITS_CROWD_COPIES
     real = {"train": [c for c in own if c not in held] + crowd, "val": held,
             "test": _real("fsdd", "val") + _real("fsdd", "test")}[split]
@@ -681,12 +681,21 @@ def _question(split: str) -> list[Clip]:
     return out
 
 
+def with_val_speaker(task: Task, speaker: str) -> Task:
+    """``task`` with another of its real people validating (and the one who validated training): a second fold of
+    the validation that chooses its prompt (:data:`CHOICE_FOLDS`). Its synthetic clips are the task's own."""
+    plans = {"digits": _digits}
+    if task.id not in plans:
+        raise ValueError(f"{task.id} has no other validation speaker")
+    return replace(task, id=f"{task.id}_val_{speaker}", plan=lambda split: plans[task.id](split, speaker))
+
+
 TASKS: dict[str, Task] = {t.id: t for t in [
     Task("digits", "Spoken digits",
-         "Which digit, 0 to 9, is spoken? Trained on English digits recorded by one speaker of the Free Spoken "
-         "Digit Dataset, said by about 190 crowd-sourced Speech Commands speakers and by dozens of synthetic "
-         "espeak-ng voices; chosen on another FSDD speaker, whose takes then train it too, and tested on two more "
-         "the prompt never heard.",
+         "Which digit, 0 to 9, is spoken? Trained on English digits recorded by two speakers of the Free Spoken "
+         "Digit Dataset (to choose the read-out, each validated in turn while the other trained), said by about "
+         "190 crowd-sourced Speech Commands speakers and by dozens of synthetic espeak-ng voices, and tested on two "
+         "more the prompt never heard.",
          tuple(str(i) for i in range(10)), _digits, needs=("fsdd", "speech_commands"),
          test_means="accuracy on two real speakers never heard in training (FSDD's nicolas and theo, single English "
                     "digits)",
@@ -780,3 +789,9 @@ TASKS: dict[str, Task] = {t.id: t for t in [
          not_for=("real people's questions: synthetic voices only, the shared data has no real questions "
          "(RAVDESS's two sentences are statements)")),
 ]}
+
+#: Further validation folds of a task whose validation is one real person: the same task with another of its
+#: real people validating (:func:`with_val_speaker`). Its prompt is chosen on the mean over every fold (digits: FSDD's
+#: two speakers outside the test, yweweler and jackson, each in turn never heard in training); one person could not
+#: tell apart data recipes whose refits read 0.887-0.909 on the test (docs/BACKBONE_V2.md section 21).
+CHOICE_FOLDS: dict[str, tuple[Task, ...]] = {"digits": (with_val_speaker(TASKS["digits"], "jackson"),)}
