@@ -420,3 +420,31 @@ def test_pickled_inputs_cannot_run_code(gslm_files, tmp_path):
     with pytest.raises(GSLMImportError, match="not a fitted k-means"):
         load_centroids(tmp_path / "evil_km.bin")
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("has_data_filter", [True, False])
+def test_lm_archives_extract_only_files_inside_the_folder(tmp_path, monkeypatch, has_data_filter):
+    """Python 3.11 before 3.11.4 has no tarfile "data" filter: the same refusals are made by hand."""
+    import io
+    import tarfile
+
+    from recipes.build.import_gslm import GSLMImportError, extract_data
+
+    if not has_data_filter:
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    ok, bad = tmp_path / "ok.tgz", tmp_path / "bad.tgz"
+    with tarfile.open(ok, "w:gz") as tar:
+        info = tarfile.TarInfo("lm/dict.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"1 2"))
+    with tarfile.open(ok) as tar:
+        extract_data(tar, tmp_path / "out")
+    assert (tmp_path / "out" / "lm" / "dict.txt").read_text() == "1 2"
+    for name, kind in (("../escape.txt", tarfile.REGTYPE), ("lm/link", tarfile.SYMTYPE)):
+        with tarfile.open(bad, "w:gz") as tar:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+            tar.addfile(info, io.BytesIO(b""))
+        with tarfile.open(bad) as tar, pytest.raises((GSLMImportError, tarfile.TarError)):
+            extract_data(tar, tmp_path / "out2")
+        assert not (tmp_path / "escape.txt").exists()

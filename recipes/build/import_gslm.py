@@ -386,11 +386,24 @@ def convert_lm(state: dict[str, torch.Tensor], opts: dict[str, Any], rows: list[
     return cfg, {k: v.float().contiguous() for k, v in out.items()}
 
 
+def extract_data(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract an archive's folders and regular files under ``dest`` only: tarfile's "data" filter where this Python
+    has it (3.11.4+, 3.12), else the same check by hand (links, devices and paths leaving ``dest`` are refused)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = Path(dest).resolve()
+    for m in tar.getmembers():
+        if not (m.isfile() or m.isdir()) or not (root / m.name).resolve().is_relative_to(root):
+            raise GSLMImportError(f"the archive holds {m.name!r}, which is not a file or folder inside it.")
+    tar.extractall(dest)
+
+
 def find_ulm(ulm: Path, dict_path: Path | None, tmp: Path) -> tuple[Path, Path]:
     """The checkpoint and dict.txt from a .tgz, a folder or a .pt (dict.txt beside it unless given)."""
     if ulm.is_file() and (ulm.suffix in (".tgz", ".gz") or tarfile.is_tarfile(ulm)):
         with tarfile.open(ulm) as tar:
-            tar.extractall(tmp, filter="data")
+            extract_data(tar, tmp)
         ulm = tmp
     if ulm.is_dir():
         ckpts = sorted(ulm.rglob("*.pt"), key=lambda p: ("best" not in p.name, p.name))
