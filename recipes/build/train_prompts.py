@@ -321,8 +321,7 @@ def fold_row(bb: Backbone, fold, variant: str, args) -> dict:
     if picked is None:
         raise ValueError(f"{fold.id}: its validation has too few clips of people never heard in training")
     idx, basis = picked
-    probs = predict_proba(logits_fn, [data["val"][0][i] for i in idx])
-    score = round(accuracy([data["val"][1][i] for i in idx], probs.argmax(1).tolist()), 4)
+    score = choice_score(fold, logits_fn, [data["val"][0][i] for i in idx], [data["val"][1][i] for i in idx])
     log(f"    {variant} on {fold.id}: {score} on {basis}, best epoch {res.best_epoch}")
     return {"fold": fold.id, "val_choice_score": score, "basis": basis, "clips": len(idx), "best_epoch": res.best_epoch,
             "epochs_run": len(res.history), "val_accuracy": res.best_val_acc, "fingerprint": bb.fingerprint}
@@ -404,12 +403,17 @@ def choice_val_scorer(bb: Backbone, task, args) -> tuple[Callable[[str], float |
                                             split_cap(args, "val", task.id), args.seed)
             data.extend(([units[i] for i in idx], [labels[i] for i in idx]))
         prompt = load_prompt(args.candidates / variant / task.id, bb.lm.config, bb.fingerprint)
-        probs = predict_proba(prompt_logits_fn(bb.lm, prompt), data[0])
-        if task.metric == "eer":
-            pos = task.labels.index("spoof")
-            return round(1.0 - eer(probs[:, pos].tolist(), [y == pos for y in data[1]]), 4)
-        return round(accuracy(data[1], probs.argmax(1).tolist()), 4)
+        return choice_score(task, prompt_logits_fn(bb.lm, prompt), *data)
     return score, basis
+
+
+def choice_score(task, logits_fn, units: list, labels: list[int]) -> float:
+    """How the choice scores a prompt on its choice clips: accuracy, or 1 - EER for a task measured by EER."""
+    probs = predict_proba(logits_fn, units)
+    if task.metric == "eer":
+        pos = task.labels.index("spoof")
+        return round(1.0 - eer(probs[:, pos].tolist(), [y == pos for y in labels]), 4)
+    return round(accuracy(labels, probs.argmax(1).tolist()), 4)
 
 
 def restore_shipped(tid: str, variant: str | None, candidates: Path, out: Path, fingerprint: str) -> bool:
