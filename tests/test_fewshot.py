@@ -59,6 +59,26 @@ def test_room_noise_and_gain():
         augment.augment(x, "echo", rng)
 
 
+def test_crop_cuts_quiet_edges_to_the_loud_core():
+    """A tightly cut take (FSDD's): a faint fricative-like noise before and after a loud vowel falls away, within
+    the drawn margin; a clip under the minimum length comes back whole, and the plans name the step."""
+    rng = np.random.default_rng(0)
+    t = torch.arange(int(0.3 * SR)) / SR
+    vowel = 0.5 * torch.sin(2 * torch.pi * 150 * t)
+    hiss = 0.005 * torch.from_numpy(rng.standard_normal(int(0.2 * SR)).astype(np.float32))  # -40 dB
+    x = torch.cat([hiss, vowel, hiss])
+    for _ in range(5):
+        y = augment.crop_edges(x, rng)
+        assert int(0.3 * SR) <= y.numel() <= int(0.3 * SR) + 2 * int(0.03 * SR) + 2 * (SR // 100)
+    short = x[: int(0.05 * SR)]
+    assert torch.equal(augment.crop_edges(short, rng), short)
+    quiet_start = torch.cat([hiss, vowel[: int(0.05 * SR)]])  # loud part shorter than 0.1 s: widened to 0.1 s
+    assert augment.crop_edges(quiet_start, rng).numel() == int(0.1 * SR)
+    assert augment.augment(x, "crop", rng).numel() < x.numel()
+    assert set(augment.PLANS) == {"copies", "channel", "cropped"}
+    assert sum("crop" in step for step in augment.CROPPED_PLAN) == 2
+
+
 def test_background_reads_recordings_or_falls_back(tmp_path):
     import soundfile as sf
 

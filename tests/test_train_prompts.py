@@ -571,3 +571,39 @@ def test_cached_units_are_encoded_again_when_the_recipe_gives_other_clips_with_t
     encode_copies(Counting(), fp, task, "train", args.cache, 1)
     pooled_features(Counting(), fp, task, "train", args.cache)
     assert len(calls) == 36
+
+
+def test_results_lock_serialises_runs_of_one_task(tmp_path):
+    """Two runs of one task (other variants, parallel processes) merge its results one after the other: while one
+    holds the lock, the other waits."""
+    import threading
+    import time
+
+    from recipes.build.train_prompts import results_lock
+
+    path, order = tmp_path / "results" / "digits.json", []
+
+    def second() -> None:
+        with results_lock(path):
+            order.append("second")
+
+    with results_lock(path):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"]
+
+
+def test_copy_plans_per_task():
+    """Digits and its validation fold train on copies some of which are cut as FSDD's takes are; voice tasks on
+    channel copies; the rest on PLAN's; every plan named has its steps and its own cache name."""
+    from app.encoder import augment
+    from recipes.build.train_prompts import COPY_PLAN_TEXT, copy_plan
+    from recipes.common.tasks import CHOICE_FOLDS
+
+    assert copy_plan("digits") == "cropped" and {copy_plan(f.id) for f in CHOICE_FOLDS["digits"]} == {"cropped"}
+    assert copy_plan("gender") == copy_plan("speaker") == "channel"
+    assert copy_plan("commands") == copy_plan("language") == "copies"
+    assert set(COPY_PLAN_TEXT) == set(augment.PLANS)

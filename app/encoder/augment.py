@@ -9,7 +9,9 @@ perturbations:
 - ``room``: convolution with a synthetic room impulse response (exponentially decaying noise, random RT60),
 - ``noise``: a background recording (or, without one, generated coloured noise) mixed in at a given SNR,
 - ``gain``: a level change (the app normalises every clip's level before encoding, so alone it changes nothing the
-  encoder sees; it matters before noise, where it sets how loud the speech sits in the background).
+  encoder sees; it matters before noise, where it sets how loud the speech sits in the background),
+- ``crop``: the clip cut to its loud core, as a tightly cut recording is (FSDD's takes often start at the vowel and
+  stop after it: the quiet /s/ of "six" or /f/ of "five" falls outside the cut).
 
 :func:`augment` applies one named recipe; :data:`PLAN` lists the recipes the few-shot flow uses per copy, in order.
 Every random choice comes from the ``numpy`` generator it is given (same seed, same copies).
@@ -36,6 +38,10 @@ PLAN: tuple[str, ...] = ("speed", "pitch", "room+noise", "speed+pitch", "noise",
 #: Channel perturbations only (room, background noise, level): for tasks where speed or pitch changes the answer
 #: (a speaker's voice) or fakes it (resampling and the phase vocoder make real speech sound vocoded: ``fake``).
 CHANNEL_PLAN: tuple[str, ...] = ("room+noise", "noise", "room", "gain+noise")
+#: PLAN's first four copies, two of them then cut to their loud core: for words recorded elsewhere in tight cuts.
+CROPPED_PLAN: tuple[str, ...] = ("speed+crop", "pitch", "room+noise+crop", "speed+pitch")
+#: The plans by name (a recipe's copies are cached under that name).
+PLANS: dict[str, tuple[str, ...]] = {"copies": PLAN, "channel": CHANNEL_PLAN, "cropped": CROPPED_PLAN}
 
 
 def speed(wav: torch.Tensor, p: int, q: int) -> torch.Tensor:
@@ -88,6 +94,27 @@ def mix_at_snr(wav: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.T
     return wav + noise * torch.sqrt(p_s / (p_n * 10 ** (snr_db / 10)))
 
 
+def crop_edges(wav: torch.Tensor, rng: np.random.Generator, sr: int = TARGET_SR,
+               drop_db: tuple[float, float] = (10.0, 30.0), margin_s: tuple[float, float] = (0.0, 0.03),
+               min_s: float = 0.1) -> torch.Tensor:
+    """The clip cut to the span of its 10 ms frames within ``drop_db`` dB (drawn) of its loudest frame, plus a drawn
+    margin each side: quiet onsets and codas (fricatives, breath, room tail) fall away, as in a tightly cut
+    recording. Never shorter than ``min_s`` seconds (a shorter clip comes back whole)."""
+    frame = sr // 100
+    n = wav.numel() // frame
+    if n * frame < min_s * sr:
+        return wav
+    energy_db = 10 * torch.log10(wav[: n * frame].reshape(n, frame).pow(2).mean(1) + 1e-12)
+    loud = torch.nonzero(energy_db >= energy_db.max() - float(rng.uniform(*drop_db))).flatten()
+    before, after = (int(rng.uniform(*margin_s) * sr) for _ in range(2))
+    start, end = max(0, int(loud[0]) * frame - before), min(wav.numel(), (int(loud[-1]) + 1) * frame + after)
+    need = int(min_s * sr)
+    if end - start < need:  # widened to the minimum length, evenly where the clip allows
+        start = max(0, min(start - (need - (end - start)) // 2, wav.numel() - need))
+        end = start + need
+    return wav[start:end]
+
+
 def coloured_noise(n: int, rng: np.random.Generator) -> torch.Tensor:
     """White, pink-ish or brown-ish noise (a stand-in when no background recordings are available)."""
     white = rng.standard_normal(n)
@@ -126,7 +153,7 @@ def background(n: int, rng: np.random.Generator, folder: str | Path | None) -> t
 
 def augment(wav: torch.Tensor, recipe: str, rng: np.random.Generator, noise_dir: str | Path | None = None,
             snr_db: tuple[float, float] = (5.0, 20.0)) -> torch.Tensor:
-    """One perturbed copy of a 16 kHz clip: ``recipe`` joins steps with '+' (speed, pitch, room, noise, gain);
+    """One perturbed copy of a 16 kHz clip: ``recipe`` joins steps with '+' (speed, pitch, room, noise, gain, crop);
     the result is level-normalised like every clip the encoder sees."""
     x = wav
     for step in recipe.split("+"):
@@ -140,6 +167,8 @@ def augment(wav: torch.Tensor, recipe: str, rng: np.random.Generator, noise_dir:
             x = x * float(10 ** (rng.uniform(-6, 6) / 20))
         elif step == "noise":
             x = mix_at_snr(x, background(x.numel(), rng, noise_dir), float(rng.uniform(*snr_db)))
+        elif step == "crop":
+            x = crop_edges(x, rng)
         else:
             raise ValueError(f"unknown augmentation step {step!r}")
     return normalize_level(x)

@@ -14,12 +14,14 @@ Details: docs/RECIPES.md#train_prompts.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -54,6 +56,20 @@ AUGMENTED = ("v2_aug", "v2_mean_aug", "v2_mean_novoice_aug", "v2_units_aug", *SP
 #: an angry take sped up and pitched up is not more angry, a sad one pitched down not sadder), or make real speech
 #: sound vocoded (fake)
 CHANNEL_ONLY = frozenset({"speaker", "gender", "emotion", "fake"})
+#: tasks whose copies are PLAN's, some cut to their loud core (app.encoder.augment.CROPPED_PLAN): digits' test
+#: people are FSDD's, whose takes are cut tightly around the word (a quiet /s/ of "six" often falls outside), unlike
+#: its crowd-sourced and synthetic training clips
+CROPPED_COPIES = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))})
+#: how results/<task>.json names each plan (``copy_plan`` of a ``+ copies`` row)
+COPY_PLAN_TEXT = {"channel": "channel", "copies": "speed, pitch, room, noise",
+                  "cropped": "speed, pitch, room, noise; half cut to the word's loud core"}
+
+
+def copy_plan(task_id: str) -> str:
+    """The name of the augment plan a task's copies follow (app.encoder.augment.PLANS)."""
+    return "channel" if task_id in CHANNEL_ONLY else "cropped" if task_id in CROPPED_COPIES else "copies"
+
+
 PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt in front of it
     # the verbalizer reads every output stream of the LM: units, duration, pitch (and voice codes on backbone v2)
     "v2": PromptConfig(prompt_length=5, deep=True, verbalizer="learnable", prosody=True),
@@ -83,15 +99,11 @@ MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder
 #: ...and RESULTS.md says what was tried for it: the prompt variants with a row on this backbone (gap_lines lists
 #: them), then one line per task, filled in by whoever runs this recipe.
 GAP_NOTES: dict[str, str] = {
-    "digits": "nicolas (Belgian French accent) is the weak speaker for every read-out; a bag of this encoder's "
-              "block-4 codes (k = 500) + LR reaches 0.852 (docs/BACKBONE_V2.md section 14): the gap to the frames "
-              "is in the codes. Speech Commands' ~190 crowd speakers and the whole train split lift the copy-trained "
-              "read-outs to 0.890-0.897 while both FSDD speakers outside the test train; chosen on one of them "
-              "(yweweler), the refit read 0.887. Since session 15 the choice averages two folds, each of them "
-              "validating in turn: of session 14's nine read-outs it picked v2_units_aug (refit 0.894); with the "
-              "SPoT forms of v2_aug and v2_units_aug added, v2_aug_spot (0.838 on yweweler, 0.978 on jackson), whose "
-              "refit reads 0.871. Nearest-centroid unit swaps, unit dropout, label smoothing and accented synthetic "
-              "digits scored lower on validation (section 22); more crowd copies or 8 kHz clips too (section 21).",
+    "digits": "FSDD's takes are cut tightly around the word (a quiet /s/ of \"six\" often outside the cut): since "
+              "session 16 half of the training copies are cut the same way (CROPPED_PLAN), which took the two-fold "
+              "choice from 0.887-0.908 to 0.909-0.957 and the shipped refit from 0.871 to 0.937 (docs/BACKBONE_V2.md "
+              "section 23); before, read-out choice over two validation folds, crowd-sourced digits, unit swaps, "
+              "unit dropout, label smoothing and accented synthetic digits (sections 20-22).",
     "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
                    "points.",
     "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
@@ -260,8 +272,8 @@ def run_task(bb: Backbone | None, task, variants, args) -> dict:
                "train_seconds": round(res.seconds, 1),
                "epochs_run": len(res.history), "best_epoch": res.best_epoch, "val_accuracy": res.best_val_acc,
                "train_accuracy": round(res.train_acc, 4), "epochs": args.epochs, "max_minutes": args.max_minutes,
-               **({"copies": args.copies, "copy_plan": "channel" if task.id in CHANNEL_ONLY else "speed, pitch, "
-                   "room, noise"} if variant in AUGMENTED else {})}
+               **({"copies": args.copies, "copy_plan": COPY_PLAN_TEXT[copy_plan(task.id)]}
+                  if variant in AUGMENTED else {})}
         if variant in SHIPPABLE and CHOICE_FOLDS.get(task.id):
             row["folds"] = [fold_row(bb, fold, variant, args) for fold in CHOICE_FOLDS[task.id]]
         if variant in SHIPPABLE:
@@ -484,10 +496,10 @@ def refits(results: dict) -> bool:
 
 def take_rows(bb: Backbone, task, split: str, args, units: list, labels: list[int]) -> list:
     """The clips of ``split`` (their ``units`` and ``labels``, as encode_split gives them) as takes with their
-    --copies perturbed copies (channel-only for CHANNEL_ONLY tasks), each with its label: what AUGMENTED variants
+    --copies perturbed copies (by the task's :func:`copy_plan`), each with its label: what AUGMENTED variants
     train on."""
     copies = encode_copies(bb.encoder, bb.encoder_fingerprint, task, split, args.cache, args.copies,
-                           split_cap(args, split, task.id), args.seed, NOISE_DIR, task.id in CHANNEL_ONLY)
+                           split_cap(args, split, task.id), args.seed, NOISE_DIR, copy_plan(task.id))
     return [(Take(u, c), y) for u, y, c in zip(units, labels, copies)]
 
 
@@ -901,8 +913,21 @@ def encode_only(args) -> None:
             log(f"{tid}/{s}: {stats}")
         if args.copies:  # what the *_aug variants train on
             encode_copies(encoder, fp, task, "train", args.cache, args.copies, split_cap(args, "train", task.id),
-                          args.seed, NOISE_DIR, task.id in CHANNEL_ONLY)
+                          args.seed, NOISE_DIR, copy_plan(task.id))
             log(f"{tid}/train: {args.copies} perturbed copies of every clip cached")
+
+
+@contextlib.contextmanager
+def results_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s ``.lock`` file (POSIX ``flock``): runs of one task with different
+    variants in parallel processes read, merge, choose and write its results one after the other."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def main() -> None:
@@ -966,13 +991,14 @@ def main() -> None:
         log(f"{tid}: {task.title}")
         r = run_task(bb if needs_backbone else None, task, args.variants, args)
         path = RESULTS_DIR / f"{tid}.json"
-        old = json.loads(path.read_text()) if path.exists() else {}
-        if "data" in old and set(args.variants) <= set(BASELINES):
-            r["data"] = old["data"]  # keep the richer encoder statistics of an earlier prompt run
-        merged = {**old, **r}
-        if bb is not None:
-            choose_and_ship(bb, task, merged, args, old.get("shipped"))
-        path.write_text(json.dumps(merged, indent=1) + "\n")
+        with results_lock(path):  # another run of this task (other variants) merges before or after, not between
+            old = json.loads(path.read_text()) if path.exists() else {}
+            if "data" in old and set(args.variants) <= set(BASELINES):
+                r["data"] = old["data"]  # keep the richer encoder statistics of an earlier prompt run
+            merged = {**old, **r}
+            if bb is not None:
+                choose_and_ship(bb, task, merged, args, old.get("shipped"))
+            path.write_text(json.dumps(merged, indent=1) + "\n")
         if bb is not None and not args.no_report:
             write_reports(load_results(bb), bb)
     log("done")

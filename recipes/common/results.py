@@ -102,16 +102,16 @@ def write_units(path: Path, units: list[Units], labels: list[int], digest: str =
 
 
 def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: int, cap: int = 0,
-                  seed: int = 0, noise_dir: Path | None = None, channel_only: bool = False) -> list[list[Units]]:
+                  seed: int = 0, noise_dir: Path | None = None, plan: str = "copies") -> list[list[Units]]:
     """For every clip of a split (as :func:`encode_split` picks them), the units of ``n`` perturbed copies of its
-    audio (app.encoder.augment's PLAN: speed, pitch, room + noise, ...; with ``channel_only`` its CHANNEL_PLAN: room,
-    noise, level), clip i's copies seeded by ``seed + i`` (a clip listed twice gets different copies), cached
-    beside the split's units."""
+    audio by app.encoder.augment's plan ``plan`` (PLANS: "copies" speed, pitch, room + noise, ...; "channel" room,
+    noise, level; "cropped" PLAN's copies, some cut to their loud core), clip i's copies seeded by ``seed + i`` (a
+    clip listed twice gets different copies), cached beside the split's units under the plan's name."""
     from app.encoder import augment
 
     examples = split_examples(task, split, cap, seed)
     labels = [task.labels.index(e.label) for e in examples]
-    plan, kind = (augment.CHANNEL_PLAN, "channel") if channel_only else (augment.PLAN, "copies")
+    steps, kind = augment.PLANS[plan], plan
     path = cache / fingerprint / f"{task.id}_{split}{f'_cap{cap}' if cap else ''}_{kind}{n}.safetensors"
     digest = clips_digest(examples)
     if cached_from(path) == digest:
@@ -123,7 +123,7 @@ def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: i
     for i, e in enumerate(examples):
         wav = prepare(e.audio).wav
         with torch.no_grad():
-            flat += [encoder(w) for w in augment.copies(wav, n, np.random.default_rng(seed + i), noise_dir, plan)]
+            flat += [encoder(w) for w in augment.copies(wav, n, np.random.default_rng(seed + i), noise_dir, steps)]
         if i and i % 200 == 0:
             log(f"    {task.id}/{split}: {n} copies of {i}/{len(examples)} clips ({time.time() - t0:.0f} s)")
     write_units(path, flat, [y for y in labels for _ in range(n)], digest)

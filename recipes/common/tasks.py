@@ -694,8 +694,8 @@ TASKS: dict[str, Task] = {t.id: t for t in [
     Task("digits", "Spoken digits",
          "Which digit, 0 to 9, is spoken? Trained on English digits recorded by two speakers of the Free Spoken "
          "Digit Dataset (to choose the read-out, each validated in turn while the other trained), said by about "
-         "190 crowd-sourced Speech Commands speakers and by dozens of synthetic espeak-ng voices, and tested on two "
-         "more the prompt never heard.",
+         "190 crowd-sourced Speech Commands speakers and by dozens of synthetic espeak-ng voices (with copies cut "
+         "tightly around the word, as FSDD's takes are), and tested on two more the prompt never heard.",
          tuple(str(i) for i in range(10)), _digits, needs=("fsdd", "speech_commands"),
          test_means="accuracy on two real speakers never heard in training (FSDD's nicolas and theo, single English "
                     "digits)",
