@@ -62,6 +62,16 @@ def test_shipped_prompts_get_every_featured_example_right(engine, item):
     assert pred.label == item["label"], pred.probs_dict()
 
 
+def test_every_shipped_prompt_says_what_its_task_definition_says(engine):
+    """The title and description a visitor reads are the recipe's current ones (--cards-only refreshes a prompt kept
+    from an earlier run)."""
+    from recipes.common.tasks import TASKS
+
+    for task in engine.tasks:
+        info = engine.prompts[task].info
+        assert (info.title, info.description) == (TASKS[task].title, TASKS[task].description), task
+
+
 def test_every_shipped_prompt_carries_its_task_card(engine):
     """Whose speech it learned from, the honest figure and what it is not for: written by the recipe (task.json)."""
     for task in engine.tasks:

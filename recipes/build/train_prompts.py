@@ -354,8 +354,9 @@ def family_run_fits(meta: dict, lm_config, path: Path = FAMILIES_FILE) -> bool:
 
 def write_card(task, folder: Path, args, lm_config) -> bool:
     """Write ``task``'s card (and, for ``fake``, the leave-one-family-out figures, when that run trained the shipped
-    prompt's read-out on its backbone) into ``folder/task.json`` of a shipped prompt; False when there is no prompt
-    or the card's headline figure is not measured yet."""
+    prompt's read-out on its backbone) into ``folder/task.json`` of a shipped prompt, its title and description as the
+    task now says them (a prompt kept from an earlier run carries the text of that run); False when there is no
+    prompt or the card's headline figure is not measured yet."""
     path = folder / "task.json"
     if not path.is_file():
         return False
@@ -376,6 +377,7 @@ def write_card(task, folder: Path, args, lm_config) -> bool:
         log(f"{task.id}: no task card ({exc})")
         return False
     meta["metrics"], meta["card"] = metrics, card
+    meta["title"], meta["description"] = task.title, task.description
     path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return True
 
