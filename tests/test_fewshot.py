@@ -75,6 +75,11 @@ def test_crop_cuts_quiet_edges_to_the_loud_core():
     quiet_start = torch.cat([hiss, vowel[: int(0.05 * SR)]])  # loud part shorter than 0.1 s: widened to 0.1 s
     assert augment.crop_edges(quiet_start, rng).numel() == int(0.1 * SR)
     assert augment.augment(x, "crop", rng).numel() < x.numel()
+    broken = x.clone()
+    broken[100] = float("nan")  # no level to cut at: left whole, no IndexError
+    assert augment.crop_edges(broken, rng).numel() == x.numel()
+    with pytest.raises(ValueError, match="mono"):
+        augment.crop_edges(x[None], rng)
     assert set(augment.PLANS) == {"copies", "channel", "cropped"}
     assert sum("crop" in step for step in augment.CROPPED_PLAN) == 2
 

@@ -607,3 +607,13 @@ def test_copy_plans_per_task():
     assert copy_plan("gender") == copy_plan("speaker") == "channel"
     assert copy_plan("commands") == copy_plan("language") == "copies"
     assert set(COPY_PLAN_TEXT) == set(augment.PLANS)
+
+
+def test_results_are_written_whole(tmp_path):
+    """A results file is replaced in one step (temporary file, then rename): no half-written JSON, no leftovers."""
+    from recipes.build.train_prompts import write_json
+
+    path = tmp_path / "digits.json"
+    write_json(path, {"shipped": "v2"})
+    write_json(path, {"shipped": "v2_mean"})
+    assert json.loads(path.read_text()) == {"shipped": "v2_mean"} and [f.name for f in tmp_path.iterdir()] == [path.name]

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -62,7 +63,7 @@ CHANNEL_ONLY = frozenset({"speaker", "gender", "emotion", "fake"})
 CROPPED_COPIES = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))})
 #: how results/<task>.json names each plan (``copy_plan`` of a ``+ copies`` row)
 COPY_PLAN_TEXT = {"channel": "channel", "copies": "speed, pitch, room, noise",
-                  "cropped": "speed, pitch, room, noise; half cut to the word's loud core"}
+                  "cropped": "speed, pitch, room, noise; two of four then cut to the word's loud core"}
 
 
 def copy_plan(task_id: str) -> str:
@@ -100,8 +101,8 @@ MAX_POOLED_GAP_POINTS = 5.0  # a shipped prompt further under its task's encoder
 #: them), then one line per task, filled in by whoever runs this recipe.
 GAP_NOTES: dict[str, str] = {
     "digits": "FSDD's takes are cut tightly around the word (a quiet /s/ of \"six\" often outside the cut): since "
-              "session 16 half of the training copies are cut the same way (CROPPED_PLAN), which took the two-fold "
-              "choice from 0.887-0.908 to 0.909-0.957 and the shipped refit from 0.871 to 0.937 (docs/BACKBONE_V2.md "
+              "session 16 two of four training copies go through such a cut (CROPPED_PLAN), which took the two-fold "
+              "choice from 0.867-0.908 to 0.909-0.957 and the shipped refit from 0.871 to 0.937 (docs/BACKBONE_V2.md "
               "section 23); before, read-out choice over two validation folds, crowd-sourced digits, unit swaps, "
               "unit dropout, label smoothing and accented synthetic digits (sections 20-22).",
     "lt_commands": "one read-out trained on this backbone (backbone v2's choice); 67 test clips, one clip is 1.5 "
@@ -919,6 +920,14 @@ def encode_only(args) -> None:
             log(f"{tid}/train: {args.copies} perturbed copies of every clip cached")
 
 
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file renamed over it): a report reading every
+    task's results while a run writes one never reads half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
 @contextlib.contextmanager
 def results_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path``'s ``.lock`` file (POSIX ``flock``): runs of one task with different
@@ -975,9 +984,10 @@ def main() -> None:
         for tid in args.tasks:
             path = RESULTS_DIR / f"{tid}.json"
             if path.exists():
-                r = json.loads(path.read_text())
-                choose_and_ship(bb, TASKS[tid], r, args, r.get("shipped"))
-                path.write_text(json.dumps(r, indent=1) + "\n")
+                with results_lock(path):
+                    r = json.loads(path.read_text())
+                    choose_and_ship(bb, TASKS[tid], r, args, r.get("shipped"))
+                    write_json(path, r)
                 log(f"{tid}: shipped {r['shipped']}")
     if args.report_only or args.ship_only:
         write_reports(load_results(bb), bb)
@@ -1000,7 +1010,7 @@ def main() -> None:
             merged = {**old, **r}
             if bb is not None:
                 choose_and_ship(bb, task, merged, args, old.get("shipped"))
-            path.write_text(json.dumps(merged, indent=1) + "\n")
+            write_json(path, merged)
         if bb is not None and not args.no_report:
             write_reports(load_results(bb), bb)
     log("done")
