@@ -106,6 +106,17 @@ def test_digits_second_validation_fold_swaps_its_two_fsdd_people_and_keeps_every
         T.with_val_speaker(T.TASKS["commands"], "bob")
 
 
+def test_emotion_second_validation_fold_swaps_two_pairs_of_actors():
+    task = T.TASKS["emotion"]
+    _need(task)
+    (fold,) = T.CHOICE_FOLDS["emotion"]
+    actors = lambda clips: {c.speaker.removeprefix("ravdess:") for c in clips}  # noqa: E731
+    assert actors(task.clips("val")) == {"15", "16"} and actors(fold.clips("val")) == {"13", "14"}
+    assert actors(fold.clips("train")) == actors(task.clips("train")) - {"13", "14"} | {"15", "16"}
+    assert fold.clips("test") == task.clips("test") and fold.labels == task.labels
+    assert {int(a) % 2 for a in actors(fold.clips("val"))} == {0, 1}  # one man, one woman validating
+
+
 def test_digits_test_is_the_held_out_real_speaker():
     task = T.TASKS["digits"]
     _need(task)

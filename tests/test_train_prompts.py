@@ -617,3 +617,42 @@ def test_results_are_written_whole(tmp_path):
     write_json(path, {"shipped": "v2"})
     write_json(path, {"shipped": "v2_mean"})
     assert json.loads(path.read_text()) == {"shipped": "v2_mean"} and [f.name for f in tmp_path.iterdir()] == [path.name]
+
+
+def test_folds_only_scores_kept_candidates_and_merges_under_the_lock(tmp_path, monkeypatch):
+    """--folds-only: the further folds of candidates of this backbone with files on disk are scored, and merged
+    into the results as they are when the lock is taken (another run's rows kept), then the task is chosen again."""
+    from types import SimpleNamespace
+
+    from recipes.build import train_prompts as tp
+
+    cands = tmp_path / "cands"
+    _candidate(cands, "v2", "t", "prosody")
+    results = {"v2": _row(0.5, 0.5), "v2_units": _row(0.9, 0.9), "v2_mean": _row(0.7, 0.7, fp="other")}
+    monkeypatch.setattr(tp, "RESULTS_DIR", tmp_path)
+    (tmp_path / "t.json").write_text(json.dumps(results))
+    monkeypatch.setattr(tp, "CHOICE_FOLDS", {"t": ("fold",)})
+    monkeypatch.setattr(tp, "fold_row", lambda bb, fold, v, args: {"fold": fold, "val_choice_score": 0.6})
+    chosen = []
+
+    def choose(bb, task, r, args, old):
+        r["v2"]["seen_by_choice"] = True
+        r["shipped"] = "v2"
+        chosen.append(sorted(k for k in r if "folds" in (r[k] if isinstance(r[k], dict) else {})))
+
+    monkeypatch.setattr(tp, "choose_and_ship", choose)
+    bb, task = SimpleNamespace(fingerprint="fp"), SimpleNamespace(id="t")
+    real_lock = tp.results_lock
+
+    def lock_after_another_run(path):  # another run writes its row while this one scores its folds
+        data = json.loads(path.read_text())
+        data["v2_aug"] = _row(0.8, 0.8)
+        path.write_text(json.dumps(data))
+        return real_lock(path)
+
+    monkeypatch.setattr(tp, "results_lock", lock_after_another_run)
+    tp.add_folds(bb, task, ["v2", "v2_units", "v2_mean"], SimpleNamespace(candidates=cands))
+    r = json.loads((tmp_path / "t.json").read_text())
+    assert chosen == [["v2"]] and r["v2"]["folds"] == [{"fold": "fold", "val_choice_score": 0.6}]
+    assert "folds" not in r["v2_units"] and "folds" not in r["v2_mean"]  # no files / another backbone
+    assert "v2_aug" in r and r["shipped"] == "v2" and r["v2"]["seen_by_choice"]

@@ -114,8 +114,10 @@ GAP_NOTES: dict[str, str] = {
                "states 0.417, frames 0.688; docs/BACKBONE_V2.md section 12). Copies that move speed and pitch "
                "move the arousal the label names: with channel-only copies (since 2026-12-01) the separator "
                "read-outs on copies went from near chance (v2_aug 0.192, v2_units_aug 0.263) to 0.392 and 0.408; "
-               "the read-out validation chose (v2_units, two validation actors), trained again with those actors, "
-               "reaches 0.454 (0.433 without them).",
+               "chosen on two validation actors, v2_units' refit read 0.454. Since session 16 a second pair of "
+               "actors (13, 14) validates in turn and the mean decides: v2_mean (0.429 against 0.425 for v2_units "
+               "and v2_mean_aug, half a clip per fold), whose refit reads 0.429; four validation actors do not tell "
+               "these read-outs apart (docs/BACKBONE_V2.md section 24).",
     "speaker": "channel copies only (speed and pitch would change the voice), chosen on the whole validation split, "
                "whose speakers are the training speakers; the voice streams keep four speakers' timbre in 16 "
                "directions x 8 buckets per ~1 s.",
@@ -928,6 +930,24 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def add_folds(bb: Backbone, task, variants, args) -> None:
+    """Score the candidates already trained (``variants`` of this backbone with a prompt in --candidates) on the
+    further validation folds of their task (:data:`CHOICE_FOLDS`, e.g. after a fold was added to it), then choose
+    and ship again: what a full run of those variants would choose, without training their own prompts again."""
+    path = RESULTS_DIR / f"{task.id}.json"
+    r = json.loads(path.read_text())
+    todo = [v for v in variants if v in SHIPPABLE and (r.get(v) or {}).get("fingerprint") == bb.fingerprint
+            and (args.candidates / v / task.id / "task.json").is_file()]
+    folds = {v: [fold_row(bb, fold, v, args) for fold in CHOICE_FOLDS[task.id]] for v in todo}
+    with results_lock(path):
+        r = json.loads(path.read_text())
+        for v, rows in folds.items():
+            r[v]["folds"] = rows
+        choose_and_ship(bb, task, r, args, r.get("shipped"))
+        write_json(path, r)
+    log(f"{task.id}: folds of {', '.join(todo) or 'no candidate'}; shipped {r['shipped']}")
+
+
 @contextlib.contextmanager
 def results_lock(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path``'s ``.lock`` file (POSIX ``flock``): runs of one task with different
@@ -959,6 +979,9 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true", help="only regenerate docs/RESULTS.md and the chart")
     ap.add_argument("--ship-only", action="store_true",
                     help="only choose each task's prompt from --candidates (validation accuracy), then report")
+    ap.add_argument("--folds-only", action="store_true",
+                    help="only score the --variants already trained on their task's further validation folds "
+                         "(CHOICE_FOLDS), then choose and ship")
     ap.add_argument("--cards-only", action="store_true",
                     help="only write the task cards into the shipped prompts' task.json (no training), then report")
     ap.add_argument("--encode-only", type=Path, default=None, metavar="WORK",
@@ -971,8 +994,15 @@ def main() -> None:
     if args.encode_only:
         encode_only(args)
         return
-    if args.report_only or args.ship_only or args.cards_only:
+    if args.report_only or args.ship_only or args.cards_only or args.folds_only:
         bb = Backbone.load(args.backbone)
+    if args.folds_only:
+        for tid in args.tasks:
+            if CHOICE_FOLDS.get(tid) and (RESULTS_DIR / f"{tid}.json").exists():
+                add_folds(bb, TASKS[tid], args.variants, args)
+        if not args.no_report:
+            write_reports(load_results(bb), bb)
+        return
     if args.cards_only:
         for tid in args.tasks:
             if not TASKS[tid].missing_data():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -89,7 +90,8 @@ def read_units(path: Path) -> tuple[list[Units], list[int]]:
 
 def write_units(path: Path, units: list[Units], labels: list[int], digest: str = "") -> None:
     """Store unit sequences (concatenated, with offsets) and their labels in one safetensors file, with the
-    :func:`clips_digest` of the clips they were encoded from."""
+    :func:`clips_digest` of the clips they were encoded from; the file is replaced in one step, so a run of the same
+    task in another process never reads half of it."""
     off = np.cumsum([0] + [len(u) for u in units])
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"ids": torch.cat([u.ids for u in units]).to(torch.int16),
@@ -98,7 +100,9 @@ def write_units(path: Path, units: list[Units], labels: list[int], digest: str =
                "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}
     if units and units[0].voice is not None:
         tensors["voice"] = torch.cat([u.voice for u in units]).to(torch.int8)
-    save_file(tensors, str(path), metadata={"clips": digest})
+    tmp = path.with_name(path.name + ".tmp")  # whole or not at all: a parallel run may read it meanwhile
+    save_file(tensors, str(tmp), metadata={"clips": digest})
+    os.replace(tmp, path)
 
 
 def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: int, cap: int = 0,

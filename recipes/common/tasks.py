@@ -344,8 +344,14 @@ def _ravdess_gender(path: Path) -> str:
     return "male" if int(path.stem.split("-")[6]) % 2 else "female"
 
 
-def _emotion(split: str) -> list[Clip]:
-    return _real("ravdess", split)  # labelled with the emotion name
+def _emotion(split: str, val_actors: tuple[str, ...] = ()) -> list[Clip]:
+    """RAVDESS actors by split, labelled with the emotion name; with ``val_actors`` those training actors validate
+    instead, and the split's validation actors train (a further validation fold, :data:`CHOICE_FOLDS`)."""
+    if not val_actors:
+        return _real("ravdess", split)
+    own = _real("ravdess", "train") + _real("ravdess", "val")
+    held = [c for c in own if c.speaker.removeprefix("ravdess:") in val_actors]
+    return {"train": [c for c in own if c not in held], "val": held, "test": _real("ravdess", "test")}[split]
 
 
 def _gender(split: str) -> list[Clip]:
@@ -683,8 +689,9 @@ def _question(split: str) -> list[Clip]:
 
 def with_val_speaker(task: Task, speaker: str) -> Task:
     """``task`` with another of its real people validating (and the one who validated training): a second fold of
-    the validation that chooses its prompt (:data:`CHOICE_FOLDS`). Its synthetic clips are the task's own."""
-    plans = {"digits": _digits}
+    the validation that chooses its prompt (:data:`CHOICE_FOLDS`). Its synthetic clips are the task's own.
+    ``speaker``: an FSDD speaker for digits, RAVDESS actors joined by "_" for emotion ("13_14")."""
+    plans = {"digits": _digits, "emotion": lambda split, who: _emotion(split, tuple(who.split("_")))}
     if task.id not in plans:
         raise ValueError(f"{task.id} has no other validation speaker")
     return replace(task, id=f"{task.id}_val_{speaker}", plan=lambda split: plans[task.id](split, speaker))
@@ -793,5 +800,7 @@ TASKS: dict[str, Task] = {t.id: t for t in [
 #: Further validation folds of a task whose validation is one real person: the same task with another of its
 #: real people validating (:func:`with_val_speaker`). Its prompt is chosen on the mean over every fold (digits: FSDD's
 #: two speakers outside the test, yweweler and jackson, each in turn never heard in training); one person could not
-#: tell apart data recipes whose refits read 0.887-0.909 on the test (docs/BACKBONE_V2.md section 21).
-CHOICE_FOLDS: dict[str, tuple[Task, ...]] = {"digits": (with_val_speaker(TASKS["digits"], "jackson"),)}
+#: tell apart data recipes whose refits read 0.887-0.909 on the test (docs/BACKBONE_V2.md section 21); emotion since
+#: session 16: actors 13 and 14 validate while its validation actors 15 and 16 train, one man and one woman each).
+CHOICE_FOLDS: dict[str, tuple[Task, ...]] = {"digits": (with_val_speaker(TASKS["digits"], "jackson"),),
+                                              "emotion": (with_val_speaker(TASKS["emotion"], "13_14"),)}
