@@ -656,3 +656,20 @@ def test_folds_only_scores_kept_candidates_and_merges_under_the_lock(tmp_path, m
     assert chosen == [["v2"]] and r["v2"]["folds"] == [{"fold": "fold", "val_choice_score": 0.6}]
     assert "folds" not in r["v2_units"] and "folds" not in r["v2_mean"]  # no files / another backbone
     assert "v2_aug" in r and r["shipped"] == "v2" and r["v2"]["seen_by_choice"]
+
+
+def test_written_whole_replaces_only_on_success(tmp_path):
+    """The shared whole-file writer: the old file stays until the new one is complete; a failed write leaves it."""
+    from recipes.common.paths import written_whole
+
+    path = tmp_path / "units.safetensors"
+    path.write_text("old")
+    with pytest.raises(RuntimeError):
+        with written_whole(path) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert path.read_text() == "old"
+    with written_whole(path, ".flac") as tmp:
+        assert tmp.name.endswith(".flac") and tmp != path
+        tmp.write_text("new")
+    assert path.read_text() == "new"

@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from app.prompt_files import load_prompt, read_task_json, save_prompt
 from app.prompting import PromptConfig, PromptError, TaskInfo, TaskPrompt, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
 from app.training import Take, TrainConfig, finetune, new_prompt, predict_proba, prompt_logits_fn, train_task
-from recipes.common.paths import DOCS, WORK
+from recipes.common.paths import DOCS, WORK, written_whole
 from recipes.common.results import family_lines as results_family_lines
 from recipes.common.results import (FAMILIES_FILE, RESULTS_DIR, VARIANTS, encode_copies, encode_split, load_results,
                                     log, pooled_features, shipped, split_examples, task_card, unseen_family_metrics)
@@ -925,9 +924,8 @@ def encode_only(args) -> None:
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` whole or not at all (a temporary file renamed over it): a report reading every
     task's results while a run writes one never reads half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
+    with written_whole(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 def add_folds(bb: Backbone, task, variants, args) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from app.backbone import Backbone
 from app.encoder.audio import prepare
 from app.encoder.units import Units
 
-from .paths import DOCS
+from .paths import DOCS, written_whole
 from .tasks import FAKE_FAMILIES, TASKS
 
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
@@ -100,9 +99,8 @@ def write_units(path: Path, units: list[Units], labels: list[int], digest: str =
                "offsets": torch.tensor(off, dtype=torch.int64), "labels": torch.tensor(labels)}
     if units and units[0].voice is not None:
         tensors["voice"] = torch.cat([u.voice for u in units]).to(torch.int8)
-    tmp = path.with_name(path.name + ".tmp")  # whole or not at all: a parallel run may read it meanwhile
-    save_file(tensors, str(tmp), metadata={"clips": digest})
-    os.replace(tmp, path)
+    with written_whole(path) as tmp:  # a parallel run of the same task may read it meanwhile
+        save_file(tensors, str(tmp), metadata={"clips": digest})
 
 
 def encode_copies(encoder, fingerprint: str, task, split: str, cache: Path, n: int, cap: int = 0,

@@ -24,7 +24,7 @@ import soundfile as sf
 
 
 from . import splits, spoofs, synth
-from .paths import WORK
+from .paths import WORK, written_whole
 from .splits import FEMALE_VARIANTS, VOICE_SPLITS
 
 SPLITS = ("train", "val", "test")
@@ -166,9 +166,8 @@ def make(task: str, split: str, clips: Sequence[Clip], cache: Path | None = None
     t0 = time.time()
     for i, (clip, path) in enumerate(todo, 1):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.flac")
-        sf.write(tmp, clip.recipe.render(), SR, subtype="PCM_16")
-        os.replace(tmp, path)
+        with written_whole(path, ".flac") as tmp:
+            sf.write(tmp, clip.recipe.render(), SR, subtype="PCM_16")
         if log and (i % 500 == 0 or i == len(todo)):
             log(f"  {task}/{split}: {i}/{len(todo)} made ({time.time() - t0:.0f} s)")
     return len(todo)
