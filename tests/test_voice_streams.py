@@ -48,6 +48,32 @@ def test_quantizer_buckets_have_equal_mass_on_the_data_it_was_fit_on():
     assert vq.config() == {"layer": 1, "window": 50, "n_streams": 3, "n_buckets": 8, "dim": 3}
 
 
+def test_recipe_fits_the_voice_quantizer_on_real_windows_when_asked(tmp_path):
+    """``--voice-fit real``: only the windows the sample marks as real recordings fit the quantizer."""
+    from argparse import Namespace
+
+    from safetensors.torch import save_file
+
+    from recipes.build.backbone import stage_kmeans
+
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(600, 4, generator=g) * torch.tensor([3.0, 1.0, 1.0, 1.0])
+    synth = torch.randn(600, 4, generator=g) * torch.tensor([1.0, 1.0, 1.0, 5.0]) + 2.0
+    save_file({"centroids": torch.zeros(3, 4), "voice_stats": torch.cat([real, synth]),
+               "voice_real": torch.cat([torch.ones(600), torch.zeros(600)]).to(torch.uint8)},
+              str(tmp_path / "centroids.safetensors"))
+    args = Namespace(work=tmp_path, voice_streams=2, voice_layer=1, voice_window=50, voice_buckets=8,
+                     voice_fit="real")
+    _, vq = stage_kmeans(args, [], None)
+    want = VoiceQuantizer.fit(real, 1, 50, 2, 8)
+    assert torch.allclose(vq.mean, want.mean) and torch.allclose(vq.edges, want.edges)
+    _, whole = stage_kmeans(Namespace(**{**vars(args), "voice_fit": "sample"}), [], None)
+    assert not torch.allclose(whole.mean, want.mean)  # the synthetic windows moved the sample's fit
+    save_file({"centroids": torch.zeros(3, 4), "voice_stats": real}, str(tmp_path / "centroids.safetensors"))
+    with pytest.raises(SystemExit, match="real windows"):
+        stage_kmeans(args, [], None)
+
+
 def test_encoder_gives_each_unit_the_codes_of_its_window(vbb):
     u = _units(vbb, "chirp", seconds=2.0)
     assert u.voice is not None and u.voice.shape == (len(u), 4)

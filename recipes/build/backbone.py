@@ -204,15 +204,20 @@ def stage_kmeans(args, rows, dense, voice_dense=None) -> tuple[torch.Tensor, Voi
     if args.voice_streams:
         if "voice_stats" not in saved:
             raise SystemExit(f"error: {path} was made without --voice-streams: remove it or use another --work")
-        voice = VoiceQuantizer.fit(saved["voice_stats"], args.voice_layer, args.voice_window, args.voice_streams,
-                                   args.voice_buckets)
+        stats = saved["voice_stats"]
+        if args.voice_fit == "real":
+            if "voice_real" not in saved:
+                raise SystemExit(f"error: {path} does not mark its real windows: remove it or use another --work")
+            stats = stats[saved["voice_real"].bool()]
+            log(f"voice quantizer fit on the {stats.shape[0]} windows of real recordings in the sample")
+        voice = VoiceQuantizer.fit(stats, args.voice_layer, args.voice_window, args.voice_streams, args.voice_buckets)
     return saved["centroids"], voice
 
 
 def sample_and_fit(args, rows, dense, voice_dense=None) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(args.seed)
     pick = kmeans_pick(rows, args.kmeans_clips, args.real_share, rng)
-    feats, stats = [], []
+    feats, stats, real = [], [], []
     with torch.no_grad():
         for i, j in enumerate(pick):
             try:
@@ -229,6 +234,7 @@ def sample_and_fit(args, rows, dense, voice_dense=None) -> dict[str, torch.Tenso
             feats.append(f[take])
             if args.voice_streams:
                 stats.append(window_stats(low[args.voice_layer], args.voice_window)[0])
+                real.append(torch.full((stats[-1].shape[0],), is_real(rows[j]), dtype=torch.bool))
             if i % 500 == 0:
                 log(f"  features {i}/{len(pick)}")
     x = torch.cat(feats)
@@ -236,6 +242,7 @@ def sample_and_fit(args, rows, dense, voice_dense=None) -> dict[str, torch.Tenso
     out = {"centroids": kmeans(x, args.units, seed=args.seed).contiguous()}
     if stats:
         out["voice_stats"] = torch.cat(stats).contiguous()
+        out["voice_real"] = torch.cat(real).to(torch.uint8).contiguous()  # which windows are of real recordings
         log(f"voice quantizer: {out['voice_stats'].shape[0]} windows of block {args.voice_layer}")
     return out
 
@@ -479,6 +486,9 @@ def main() -> None:
     ap.add_argument("--voice-buckets", type=int, default=8, help="codes per voice stream")
     ap.add_argument("--voice-layer", type=int, default=1, help="encoder block whose frames the voice is taken from")
     ap.add_argument("--voice-window", type=int, default=50, help="voice window, in frames (50 = 1 s)")
+    ap.add_argument("--voice-fit", choices=["sample", "real"], default="sample",
+                    help="fit the voice quantizer on the windows of every k-means sample clip, or of its real "
+                         "recordings only (docs/BACKBONE_V2.md section 25)")
     ap.add_argument("--voice-whisper", default=None,
                     help="take the voice streams from this Whisper (an import_whisper folder, cut after "
                          "--voice-layer blocks) instead of the content encoder's block --voice-layer")
