@@ -109,14 +109,17 @@ GAP_NOTES: dict[str, str] = {
     "language": "the mean over the clip without the voice codes (the few training volunteers' voices would stand "
                 "for their language), 14-minute budget; the pooled frames of Whisper base block 4 know the real "
                 "volunteers' language far better than its units and the LM keep.",
-    "emotion": "no discrete stream measured keeps acted emotion (backbone v2: bag of all codes + LR 0.342, LM hidden "
-               "states 0.417, frames 0.688; docs/BACKBONE_V2.md section 12). Copies that move speed and pitch "
-               "move the arousal the label names: with channel-only copies (since 2026-12-01) the separator "
-               "read-outs on copies went from near chance (v2_aug 0.192, v2_units_aug 0.263) to 0.392 and 0.408; "
-               "chosen on two validation actors, v2_units' refit read 0.454. Since session 16 a second pair of "
-               "actors (13, 14) validates in turn and the mean decides: v2_mean (0.429 against 0.425 for v2_units "
-               "and v2_mean_aug, half a clip per fold), whose refit reads 0.429; four validation actors do not tell "
-               "these read-outs apart (docs/BACKBONE_V2.md section 24).",
+    "emotion": "this backbone's voice streams keep little acted emotion (bag of its voice codes + LR 0.342 on the two "
+               "validation pairs, block-1 frames 0.654): their quantizer was fit on a sample half of espeak-ng speech,"
+               " with 16 directions; fit on real recordings with 64 directions they keep 0.529 (docs/BACKBONE_V2.md "
+               "section 25), and a candidate backbone built so lifts the chosen prompt's refit to 0.471 (section 26; "
+               "not shipped until the whole library is trained on it). Copies that move speed and pitch move the "
+               "arousal the label names: with channel-only copies (since 2026-12-01) the separator read-outs on copies"
+               " went from near chance (v2_aug 0.192, v2_units_aug 0.263) to 0.392 and 0.408; chosen on two validation"
+               " actors, v2_units' refit read 0.454. Since session 16 a second pair of actors (13, 14) validates in "
+               "turn and the mean decides: v2_mean (0.429 against 0.425 for v2_units and v2_mean_aug, half a clip per "
+               "fold), whose refit reads 0.429; four validation actors do not tell these read-outs apart "
+               "(docs/BACKBONE_V2.md section 24).",
     "speaker": "channel copies only (speed and pitch would change the voice), chosen on the whole validation split, "
                "whose speakers are the training speakers; the voice streams keep four speakers' timbre in 16 "
                "directions x 8 buckets per ~1 s.",

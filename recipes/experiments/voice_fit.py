@@ -131,7 +131,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     bb = Backbone.load(args.backbone)
-    shipped = bb.encoder.voice
+    shipped = bb.encoder.voice  # the backbone's own quantizer (the shipped one by default)
     if shipped is None:
         raise SystemExit("This backbone has no voice streams.")
     sets = task_sets()
@@ -143,14 +143,14 @@ def main() -> None:
     log(f"encoding the fit pool: {len(pool)} real training recordings")
     pool_windows, _ = clip_windows(bb, pool)
     stats = torch.from_numpy(np.concatenate(pool_windows))
-    quantizers = {f"shipped ({shipped.n_streams} x {shipped.n_buckets}, corpus fit)": shipped}
+    quantizers = {f"the backbone's own ({shipped.n_streams} x {shipped.n_buckets})": shipped}
     for n in args.streams:
         quantizers[f"real fit {n} x {shipped.n_buckets}"] = VoiceQuantizer.fit(
             stats, shipped.layer, shipped.window, n_streams=n, n_buckets=shipped.n_buckets)
     features = {"pooled frames (mean | std of the block)": lambda ix: pooled[ix]}
     for name, q in quantizers.items():
         features[f"bag: {name}"] = lambda ix, q=q: bag(q, [windows[i] for i in ix])
-    features["whitened, no buckets: shipped directions"] = lambda ix: whitened(shipped, [windows[i] for i in ix])
+    features["whitened, no buckets: the backbone's directions"] = lambda ix: whitened(shipped, [windows[i] for i in ix])
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for fname, make in features.items():
         rows[fname] = {}
