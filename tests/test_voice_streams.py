@@ -69,6 +69,10 @@ def test_recipe_fits_the_voice_quantizer_on_real_windows_when_asked(tmp_path):
     assert torch.allclose(vq.mean, want.mean) and torch.allclose(vq.edges, want.edges)
     _, whole = stage_kmeans(Namespace(**{**vars(args), "voice_fit": "sample"}), [], None)
     assert not torch.allclose(whole.mean, want.mean)  # the synthetic windows moved the sample's fit
+    save_file({"centroids": torch.zeros(3, 4), "voice_stats": synth, "voice_real": torch.zeros(600, dtype=torch.uint8)},
+              str(tmp_path / "centroids.safetensors"))
+    with pytest.raises(SystemExit, match="too few"):  # a sample without real recordings cannot fit it
+        stage_kmeans(args, [], None)
     save_file({"centroids": torch.zeros(3, 4), "voice_stats": real}, str(tmp_path / "centroids.safetensors"))
     with pytest.raises(SystemExit, match="real windows"):
         stage_kmeans(args, [], None)

@@ -209,6 +209,9 @@ def stage_kmeans(args, rows, dense, voice_dense=None) -> tuple[torch.Tensor, Voi
             if "voice_real" not in saved:
                 raise SystemExit(f"error: {path} does not mark its real windows: remove it or use another --work")
             stats = stats[saved["voice_real"].bool()]
+            if stats.shape[0] < 2 * args.voice_streams:
+                raise SystemExit(f"error: the k-means sample holds {stats.shape[0]} windows of real recordings, too "
+                                 f"few for {args.voice_streams} voice directions: raise --real-share or --kmeans-clips")
             log(f"voice quantizer fit on the {stats.shape[0]} windows of real recordings in the sample")
         voice = VoiceQuantizer.fit(stats, args.voice_layer, args.voice_window, args.voice_streams, args.voice_buckets)
     return saved["centroids"], voice
