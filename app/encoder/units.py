@@ -119,12 +119,15 @@ class VoiceQuantizer(torch.nn.Module):
     def whiten(self, stats: torch.Tensor) -> torch.Tensor:
         return ((stats - self.mean) / self.scale) @ self.proj
 
+    def quantize(self, stats: torch.Tensor) -> torch.Tensor:
+        """Voice codes ``(W, n_streams)`` of window statistics ``(W, 2D)``."""
+        z = self.whiten(stats)
+        return (z[:, :, None] > self.edges[None]).sum(-1)  # bucket = how many edges lie below
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Voice codes of every frame ``(F, n_streams)``: those of the window that holds it."""
         stats, which = window_stats(frames.float(), self.window)
-        z = self.whiten(stats)
-        codes = (z[:, :, None] > self.edges[None]).sum(-1)  # bucket = how many edges lie below
-        return codes[which]
+        return self.quantize(stats)[which]
 
     @classmethod
     def fit(cls, stats: torch.Tensor, layer: int, window: int = 50, n_streams: int = 16,

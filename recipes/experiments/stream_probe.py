@@ -51,14 +51,14 @@ def clip_features(u: Units, n_units: int) -> dict[str, np.ndarray]:
 
 
 def probe(train: tuple[np.ndarray, list[int]], val: tuple[np.ndarray, list[int]],
-          evals: dict[str, tuple[np.ndarray, list[int]]]) -> dict[str, float]:
-    """Logistic regression with C picked on validation; accuracy on each evaluation split."""
+          evals: dict[str, tuple[np.ndarray, list[int]]], cs: tuple[float, ...] = (0.01, 0.1, 1.0)) -> dict[str, float]:
+    """Logistic regression with C picked on validation among ``cs``; accuracy on each evaluation split."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     best = None
-    for c in (0.01, 0.1, 1.0):
+    for c in cs:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=3000)).fit(*train)
         score = clf.score(*val)
         if best is None or score > best[0]:

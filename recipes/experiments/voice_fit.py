@@ -33,6 +33,7 @@ from recipes.common.paths import DOCS, written_whole
 from recipes.common.results import log
 from recipes.common.splits import real_training_audio
 from recipes.common.tasks import SPEAKER_TAKES, _emotion, _ravdess_gender, _real
+from recipes.experiments.stream_probe import probe
 
 FOLD_ACTORS = ("13", "14")  # emotion's second validation pair: kept out of the fit pool as out of training
 CS = (0.003, 0.01, 0.03, 0.1, 0.3)
@@ -63,8 +64,7 @@ def bag(q: VoiceQuantizer, windows: list[np.ndarray]) -> np.ndarray:
     """Per clip, the share of its windows in each bucket of each direction ``(N, n_streams * n_buckets)``."""
     out = []
     for w in windows:
-        z = q.whiten(torch.from_numpy(w))
-        codes = (z[:, :, None] > q.edges[None]).sum(-1)  # as VoiceQuantizer.forward, per window
+        codes = q.quantize(torch.from_numpy(w))
         hist = torch.nn.functional.one_hot(codes, q.n_buckets).float().mean(0)
         out.append(hist.flatten().numpy())
     return np.stack(out)
@@ -77,21 +77,6 @@ def whitened(q: VoiceQuantizer, windows: list[np.ndarray]) -> np.ndarray:
         z = q.whiten(torch.from_numpy(w))
         rows.append(torch.cat([z.mean(0), z.std(0, unbiased=False)]).numpy())
     return np.stack(rows)
-
-
-def probe(x: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> dict[str, float]:
-    """Logistic regression on standardised features, C picked on ``val``: accuracy on val and test."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    best = None
-    for c in CS:
-        sc = StandardScaler().fit(x["train"])
-        clf = LogisticRegression(C=c, max_iter=3000).fit(sc.transform(x["train"]), y["train"])
-        acc = {s: float((clf.predict(sc.transform(x[s])) == y[s]).mean()) for s in ("val", "test")}
-        if best is None or acc["val"] > best["val"]:
-            best = {**acc, "C": c}
-    return {k: round(v, 4) for k, v in best.items()}
 
 
 def task_sets() -> dict[str, dict[str, list[tuple[str, str]]]]:
@@ -158,7 +143,9 @@ def main() -> None:
             ix = {s: [index[p] for p, _ in parts[s]] for s in parts}
             labels = sorted({lab for _, lab in parts["train"]})
             y = {s: np.array([labels.index(lab) for _, lab in parts[s]]) for s in parts}
-            rows[fname][task] = probe({s: make(ix[s]) for s in parts}, y)
+            x = {s: make(ix[s]) for s in parts}
+            rows[fname][task] = probe((x["train"], y["train"]), (x["val"], y["val"]), {"test": (x["test"], y["test"])},
+                                      CS)
         log(f"{fname}: " + ", ".join(f"{t} {r['val']:.3f}/{r['test']:.3f}" for t, r in rows[fname].items()))
     result = {"backbone": bb.id, "fingerprint": bb.fingerprint, "layer": shipped.layer, "window": shipped.window,
               "fit_pool_clips": len(pool), "fit_pool_windows": int(stats.shape[0]), "rows": rows}
