@@ -266,7 +266,7 @@ MIN_CLASSES, MAX_CLASSES = 2, 10
 MIN_PER_CLASS, MAX_PER_CLASS = 3, 30
 MAX_CLIP_SECONDS = 10.0  # each example clip is cut to this
 FEW_SHOT_SECONDS = 60.0  # wall-clock budget of one run (the view's; the bench's 5 x 5 target is 10 s)
-VERBALIZER_INITS = ("class_means", "random")
+VERBALIZER_INITS = ("class_means", "random", "linear_probe")
 
 
 @dataclass
@@ -310,7 +310,7 @@ class FewShotSettings:
     steps: int = 40  # optimisation steps; no validation split and no early stop (too few takes to judge by)
     batch_size: int = 32
     lr: float = 1e-2
-    verbalizer_init: str = "class_means"  # or "random"
+    verbalizer_init: str = "class_means"  # or "random", "linear_probe"
     unit_dropout: float = 0.0  # drop this share of a sequence's units at random in every step
     # start the input/deep prompt and separator from this installed prompt where it has the same shape (SPoT): the
     # shipped commands prompt helps words outside its labels too (docs/FEWSHOT.md); None: a fresh prompt
@@ -396,6 +396,45 @@ def init_verbalizer_from_means(lm: UnitLM, prompt: TaskPrompt, data: Sequence[tu
     prompt.verbalizer.bias.copy_(b * s)
 
 
+#: inverse L2 strength of the linear-probe start, on scikit-learn's scale (C): the value LR on the frozen LM's
+#: clip-mean outputs picks for emotion on two folds of unseen actors (recipes.experiments.readout_probe)
+PROBE_C = 0.003
+
+
+def init_verbalizer_from_probe(lm: UnitLM, prompt: TaskPrompt, data: Sequence[tuple[Units, int]],
+                               c: float = PROBE_C, max_iter: int = 200) -> None:
+    """LP-FT's start (Kumar et al., 2022, "Fine-Tuning can Distort Pretrained Features"): the learnable verbalizer
+    set to a class-balanced, L2-regularised multinomial logistic regression on the features it reads at the
+    untrained prompt (fit on standardised features, then folded back into its weights and bias), so prompt tuning
+    starts from the best linear read-out of the frozen LM instead of the class means."""
+    if prompt.verbalizer is None:
+        return
+    feats = verbalizer_features(lm, prompt, [u for u, _ in data])
+    y = torch.tensor([label for _, label in data])
+    n = len(prompt.labels)
+    mu, sd = feats.mean(0), feats.std(0).clamp_min(1e-6)
+    z = (feats - mu) / sd
+    counts = torch.bincount(y, minlength=n).float()
+    weight = counts.sum() / (n * counts.clamp_min(1))
+    w = torch.zeros(n, z.shape[1], requires_grad=True)
+    b = torch.zeros(n, requires_grad=True)
+    l2 = 1.0 / (c * len(z))  # C * sum(loss) + |w|^2 / 2, divided by C * N: mean loss + |w|^2 / (2 C N)
+    opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z @ w.T + b, y, weight=weight) + 0.5 * l2 * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    with torch.no_grad():
+        scaled = w.detach() / sd
+        prompt.verbalizer.weight.copy_(scaled)
+        prompt.verbalizer.bias.copy_(b.detach() - scaled @ mu)
+
+
 @torch.no_grad()
 def transfer_prompt(prompt: TaskPrompt, source: TaskPrompt) -> None:
     """SPoT (Vu et al., 2022): start the input prompt, deep prompt and separator from another task's prompt."""
@@ -434,7 +473,8 @@ def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence
                progress: Progress | None = None, seed: int = 0,
                sample_copies: bool = False) -> tuple[TaskPrompt, TrainResult]:
     """The one way a prompt is trained, for every caller (the Train view, ``python -m app train``, the recipes):
-    a fresh prompt (or one started from ``source``: SPoT), its verbalizer started from the class means, trained
+    a fresh prompt (or one started from ``source``: SPoT), its verbalizer started from the class means
+    (or at random, or from a linear probe: ``verbalizer_init``), trained
     with only the prompt learning, then frozen, with its run recorded in ``info.metrics``. ``train`` holds takes
     (units plus perturbed copies) or bare units; ``val``, if given, selects the best epoch and may stop early.
     Every copy is a training row of its own, or with ``sample_copies`` each take trains once per epoch as itself
@@ -447,6 +487,8 @@ def train_task(lm: UnitLM, info: TaskInfo, config: PromptConfig, train: Sequence
         transfer_prompt(prompt, source)
     if verbalizer_init == "class_means":
         init_verbalizer_from_means(lm, prompt, rows)
+    elif verbalizer_init == "linear_probe":
+        init_verbalizer_from_probe(lm, prompt, rows)
     if sample_copies:
         takes = [as_take(x) for x, _ in train]
         pick, then = swap_in_copies({id(t.units): t.copies for t in takes}), cfg.augment

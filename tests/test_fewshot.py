@@ -168,6 +168,24 @@ def test_class_mean_start_classifies_before_any_step(backbone):
     assert acc >= 2 / 3  # a nearest-class-mean classifier on what the verbalizer reads, before training
 
 
+@pytest.mark.parametrize("c", [training.PROBE_C, 1.0])
+def test_linear_probe_start_is_the_balanced_l2_logistic_regression_on_what_the_verbalizer_reads(backbone, c):
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    lm = backbone.lm
+    units = _units(backbone, 4)
+    rows = [(units[4 * k + i], k) for k in range(len(KINDS)) for i in range(3 + k % 2)]  # unbalanced: 3, 4, 3
+    prompt = new_prompt(lm, TaskInfo(id="c", labels=list(KINDS)), PromptConfig(read_at="mean"), [])
+    training.init_verbalizer_from_probe(lm, prompt, rows, c=c)
+    feats = training.verbalizer_features(lm, prompt, [u for u, _ in rows]).double().numpy()
+    y = np.array([label for _, label in rows])
+    z = (feats - feats.mean(0)) / np.maximum(feats.std(0, ddof=1), 1e-6)
+    ref = sklearn.LogisticRegression(C=c, class_weight="balanced", max_iter=5000, tol=1e-10).fit(z, y)
+    ours = training.predict_proba(training.prompt_logits_fn(lm, prompt), [u for u, _ in rows]).double().numpy()
+    assert np.abs(ours - ref.predict_proba(z)).max() < 2e-3
+    if c >= 1.0:  # weakly regularised: it separates its own rows, before any prompt tuning
+        assert training.evaluate(training.prompt_logits_fn(lm, prompt), rows)[0] == 1.0
+
+
 def test_few_shot_uses_every_take_and_its_copies(backbone):
     shot = few_shot(backbone.lm, "t", "T", _takes(backbone, 3, copies=2), PromptConfig(read_at="mean"),
                     settings=FAST)

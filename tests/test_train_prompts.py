@@ -22,6 +22,15 @@ def _row(val, test, fp="fp"):
     return {"val_accuracy": val, "test": {"accuracy": test}, "fingerprint": fp}
 
 
+def test_each_read_out_says_how_its_verbalizer_starts():
+    from recipes.build import train_prompts as tp
+
+    assert tp.verbalizer_start("v2_mean_lp") == "linear_probe" and tp.verbalizer_start("v2_mean") == "random"
+    assert tp.verbalizer_start("v2_mean_aug") == "class_means" == tp.verbalizer_start("v2_mean_novoice_aug_spot")
+    assert tp.PROMPT_VARIANTS["v2_mean_lp"] == tp.PROMPT_VARIANTS["v2_mean"] and "v2_mean_lp" in tp.SHIPPABLE
+    assert "linear probe" in tp.NAMES["v2_mean_lp"]
+
+
 def test_ships_the_better_validation_prompt_never_looking_at_test(tmp_path):
     cands, out = tmp_path / "cands", tmp_path / "prompts"
     _candidate(cands, "v2", "t", "prosody")

@@ -46,7 +46,11 @@ SPOT = ("v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "v2_aug_spot", "v2_units
 SPOT_SOURCE = "commands"
 #: prompt-tuning variants a shipped prompt is chosen from (validation)
 SHIPPABLE = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug",
-             "v2_units_aug", *SPOT)
+             "v2_units_aug", *SPOT, "v2_mean_lp")
+#: variants whose learnable verbalizer starts from a logistic regression on what it reads at the untrained prompt
+#: (LP-FT: app.training.init_verbalizer_from_probe), then tunes with the prompt: ``<variant>_lp`` is ``<variant>``'s
+#: shape started this way
+LINEAR_PROBE = ("v2_mean_lp",)
 #: variants trained on perturbed copies of every training clip (speed, pitch, room, noise: app.encoder.augment), one
 #: version of each clip drawn per epoch, the verbalizer started from the class means: ``<variant>_aug`` is
 #: ``<variant>``'s prompt shape trained this way (voices never heard are the test; the copies widen the voices heard)
@@ -82,6 +86,7 @@ PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt i
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
 PROMPT_VARIANTS.update({v: PROMPT_VARIANTS[v.removesuffix("_spot").removesuffix("_aug")] for v in AUGMENTED})
+PROMPT_VARIANTS.update({v: PROMPT_VARIANTS[v.removesuffix("_lp")] for v in LINEAR_PROBE})
 #: The prompt library's accuracy targets: task -> (evaluation split, minimum accuracy of the shipped prompt).
 #: Issue #13 (backbone v2) for digits, gender, commands, emotion and language; earlier issues for the rest.
 TARGETS = {"digits": ("test", 0.90), "commands": ("test", 0.90), "ar_commands": ("test", 0.97),
@@ -141,6 +146,12 @@ NAMES = {"v2": "v2, verbalizer on all streams", "v2_units": "v2, verbalizer on u
          "mfcc": "MFCC + LR"}
 NAMES.update({v: NAMES[v.removesuffix("_spot").removesuffix("_aug")] + ", + copies" for v in AUGMENTED})
 NAMES.update({v: NAMES[v] + ", SPoT from " + SPOT_SOURCE for v in SPOT})
+NAMES.update({v: NAMES[v.removesuffix("_lp")] + ", started from a linear probe" for v in LINEAR_PROBE})
+
+
+def verbalizer_start(variant: str) -> str:
+    """How ``variant``'s learnable verbalizer starts (app.training.VERBALIZER_INITS)."""
+    return "linear_probe" if variant in LINEAR_PROBE else "class_means" if variant in AUGMENTED else "random"
 
 
 def spot_source(bb: Backbone, variant: str, args) -> TaskPrompt | None:
@@ -322,7 +333,9 @@ def fit_variant(bb: Backbone, task, variant: str, data: dict, args):
                                  source=spot_source(bb, variant, args), seed=args.seed, sample_copies=True)
     else:  # the library's one training flow (what the Train view and `python -m app train` run), with this
         # recipe's budget: a validation split picks the epoch; the verbalizer starts at random as it always has
-        prompt, res = train_task(lm, info, config, train, val, cfg, verbalizer_init="random", seed=args.seed)
+        # (or from a linear probe: LINEAR_PROBE)
+        prompt, res = train_task(lm, info, config, train, val, cfg, verbalizer_init=verbalizer_start(variant),
+                                 seed=args.seed)
     return prompt, prompt_logits_fn(lm, prompt), prompt.num_trainable(), res
 
 
@@ -555,7 +568,7 @@ def refit(bb: Backbone, task, results: dict, args) -> dict:
                       max_seconds=args.max_minutes * 60)
     torch.manual_seed(args.seed)
     prompt, res = train_task(bb.lm, info, PROMPT_VARIANTS[variant], refit_rows(bb, task, variant, args), None, cfg,
-                             verbalizer_init="class_means" if variant in AUGMENTED else "random",
+                             verbalizer_init=verbalizer_start(variant),
                              source=spot_source(bb, variant, args), seed=args.seed,
                              sample_copies=variant in AUGMENTED)
     out = {}
