@@ -124,7 +124,8 @@ GAP_NOTES: dict[str, str] = {
                " actors, v2_units' refit read 0.454. Since session 16 a second pair of actors (13, 14) validates in "
                "turn and the mean decides: v2_mean (0.429 against 0.425 for v2_units and v2_mean_aug, half a clip per "
                "fold), whose refit reads 0.429; four validation actors do not tell these read-outs apart "
-               "(docs/BACKBONE_V2.md section 24).",
+               "(docs/BACKBONE_V2.md section 24). Since session 18 the verbalizer may start from a linear probe "
+               "(v2_mean_lp): it wins the two-pair choice (0.446) and its refit reads 0.454 (section 27).",
     "speaker": "channel copies only (speed and pitch would change the voice), chosen on the whole validation split, "
                "whose speakers are the training speakers; the voice streams keep four speakers' timbre in 16 "
                "directions x 8 buckets per ~1 s.",
