@@ -87,6 +87,9 @@ PIECES = {
     # backbone v2: the verbalizer also reads the LM's voice-code predictions (PromptConfig.voice); without them
     "flow, no voice codes read": (replace(MEAN, voice=False), FLOW),
     "flow + SPoT, no voice codes read": (replace(MEAN, voice=False), replace(FLOW, transfer="commands")),
+    # the verbalizer started from a logistic regression on what it reads (LP-FT; train_prompts' v2_mean_lp)
+    "flow, linear-probe verbalizer": (MEAN, replace(FLOW, verbalizer_init="linear_probe")),
+    "flow + SPoT, linear-probe verbalizer": (MEAN, replace(FLOW, transfer="commands", verbalizer_init="linear_probe")),
 }
 #: What the bundled synthetic set is trained with (its test: real held-out speakers).
 BUNDLED_PIECES = ("flow", "flow + SPoT (commands)", "flow + SPoT, 0 copies", "flow + SPoT, 2 copies", "flow, 2 copies",
@@ -446,6 +449,9 @@ STEPS = [  # (what changes, from piece, to piece)
     ("the verbalizer does not read the voice-code predictions (backbone v2)", "flow", "flow, no voice codes read"),
     ("... with SPoT (the app's flow without the voice codes read)", "flow + SPoT (commands)",
      "flow + SPoT, no voice codes read"),
+    ("the verbalizer starts from a linear probe instead of the class means (LP-FT)", "flow",
+     "flow, linear-probe verbalizer"),
+    ("... with SPoT (the app's flow started so)", "flow + SPoT (commands)", "flow + SPoT, linear-probe verbalizer"),
 ]
 
 
