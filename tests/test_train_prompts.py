@@ -284,6 +284,9 @@ def test_fake_families_reruns_the_shipped_variant_v2_mean_included(tmp_path):
                                  "v2_mean")):
         (tmp_path / "task.json").write_text(json.dumps({"verbalizer": verbalizer}))
         assert shipped_variant(tmp_path, UnitLMConfig()) == variant
+    # v2_mean_lp has v2_mean's shape: the results file's record of what shipped tells them apart, where it fits
+    assert shipped_variant(tmp_path, UnitLMConfig(), recorded="v2_mean_lp") == "v2_mean_lp"
+    assert shipped_variant(tmp_path, UnitLMConfig(), recorded="v2_units") == "v2_mean"
 
 
 def test_augmented_variant_trains_on_cached_copies_seeded_per_clip(tmp_path, backbone):

@@ -41,11 +41,11 @@ from app.lm import UnitLMConfig
 from app.prompting import PromptConfig, PromptError, TaskInfo, verbalizer_reads
 from app.settings import NOISE_DIR, ROOT
 from app.training import Take, TrainConfig, drop_units, predict_proba, prompt_logits_fn, train_task
-from recipes.build.train_prompts import (PROMPT_VARIANTS, SHIPPABLE, SPOT, add_budget_args, fit_lr,
+from recipes.build.train_prompts import (LINEAR_PROBE, PROMPT_VARIANTS, SHIPPABLE, SPOT, add_budget_args, fit_lr,
                                          mfcc_features)
 from recipes.common.paths import WORK
-from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_MD, cap_stratified, encode_split, family_lines, log,
-                                    pooled_features, report_backbone, split_examples, write_family_section)
+from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_DIR, RESULTS_MD, cap_stratified, encode_split,
+                                    family_lines, log, pooled_features, report_backbone, split_examples, write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
 #: Prompt variants a fold can train: train_prompts' shippable ones (its ``v2_mean`` included), and its units-only
@@ -168,16 +168,19 @@ def same_setup(old: dict, setup: dict) -> bool:
     return {**SETUP_DEFAULTS, **old["setup"]} == {**SETUP_DEFAULTS, **setup}
 
 
-def shipped_variant(folder: Path, lm_config: UnitLMConfig) -> str:
-    """The variant of the prompt shipped in ``folder`` (prompts/fake): the first of FAMILY_VARIANTS whose verbalizer
-    reads what the shipped one reads on this LM, where it reads it (v2_units when none is shipped or none fits)."""
+def shipped_variant(folder: Path, lm_config: UnitLMConfig, recorded: str | None = None) -> str:
+    """The variant of the prompt shipped in ``folder`` (prompts/fake): ``recorded`` (what train_prompts' results say
+    it shipped) when its verbalizer reads what the shipped one reads on this LM, where it reads it (v2_mean_lp has
+    v2_mean's shape and differs only in how it started), else the first of FAMILY_VARIANTS that does (v2_units when
+    none is shipped or none fits)."""
     path = folder / "task.json"
     if not path.is_file():
         return "v2_units"
     verb = json.loads(path.read_text())["verbalizer"]
     reads, read_at = verb.get("reads", ["units"]), verb.get("read_at", "separator")
-    return next((name for name, cfg in FAMILY_VARIANTS.items()
-                 if cfg.read_at == read_at and list(verbalizer_reads(lm_config, cfg)) == reads), "v2_units")
+    fits = [name for name, cfg in FAMILY_VARIANTS.items()
+            if cfg.read_at == read_at and list(verbalizer_reads(lm_config, cfg)) == reads]
+    return recorded if recorded in fits else fits[0] if fits else "v2_units"
 
 
 def keep_earlier(result: dict, out: Path, args, fingerprint: str, setup: dict) -> None:
@@ -233,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
     bb = Backbone.load()
     task = TASKS["fake"]
     shipped_dir = args.prompts / "fake"
-    variant = args.variant or shipped_variant(shipped_dir, bb.lm.config)
+    results_file = RESULTS_DIR / "fake.json"
+    recorded = json.loads(results_file.read_text()).get("shipped") if results_file.is_file() else None
+    variant = args.variant or shipped_variant(shipped_dir, bb.lm.config, recorded)
     data = {}
     for split in ("train", "val", "test"):  # train and val uncapped here: each fold caps after leaving a family out
         units = labels = None
@@ -292,10 +297,11 @@ def main(argv: list[str] | None = None) -> None:
                           seed=args.seed, max_seconds=args.max_minutes * 60,
                           augment=drop_units(args.unit_dropout) if args.unit_dropout > 0 else None)
         cpu0 = time.process_time()
-        # the library's one training flow with train_prompts' settings (random verbalizer start, validation split;
-        # each epoch a clip trains as itself or one of its copies)
+        # the library's one training flow with train_prompts' settings (random verbalizer start, or v2_mean_lp's
+        # linear probe; validation split; each epoch a clip trains as itself or one of its copies)
         prompt, res = train_task(bb.lm, info, FAMILY_VARIANTS[variant], train, val, cfg, sample_copies=True,
-                                 verbalizer_init="random", seed=args.seed, progress=lambda row: log(
+                                 verbalizer_init="linear_probe" if variant in LINEAR_PROBE else "random",
+                                 seed=args.seed, progress=lambda row: log(
                                      f"  {family} epoch {row['epoch']}: loss {row['loss']:.3f}, val acc "
                                      f"{row['val_acc']:.3f} ({row['seconds']:.0f} s)"))
         cpu = time.process_time() - cpu0
