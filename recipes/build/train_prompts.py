@@ -129,8 +129,9 @@ GAP_NOTES: dict[str, str] = {
     "speaker": "channel copies only (speed and pitch would change the voice), chosen on the whole validation split, "
                "whose speakers are the training speakers; the voice streams keep four speakers' timbre in 16 "
                "directions x 8 buckets per ~1 s.",
-    "fake": "one read-out (backbone v2's choice) trained on this backbone; Whisper base's frames separate even "
-            "unseen spoof families better than tiny.en's, its units and LM keep less of it (docs/FAKE.md 6b).",
+    "fake": "backbone v2's choice (v2) and, since session 18, the mean over the clip with the verbalizer started "
+            "from a linear probe (v2_mean_lp: test EER 0.279 -> 0.231), which ships; Whisper base's frames separate "
+            "even unseen spoof families better than tiny.en's, its units and LM keep less of it (docs/FAKE.md 6b).",
     "accent": "synthetic accents of one synthesizer, where the voice codes let the prompt learn the training voices "
               "(backbone v2's choice, the averaged read-out on copies, stays the best here).",
     "intent": "twenty intents in free wording, read from units.",
