@@ -29,6 +29,9 @@ def test_each_read_out_says_how_its_verbalizer_starts():
     assert tp.verbalizer_start("v2_mean_aug") == "class_means" == tp.verbalizer_start("v2_mean_novoice_aug_spot")
     assert tp.PROMPT_VARIANTS["v2_mean_lp"] == tp.PROMPT_VARIANTS["v2_mean"] and "v2_mean_lp" in tp.SHIPPABLE
     assert "linear probe" in tp.NAMES["v2_mean_lp"]
+    assert tp.verbalizer_start("v2_mean_aug_lp") == "linear_probe" and "v2_mean_aug_lp" in tp.AUGMENTED
+    assert tp.PROMPT_VARIANTS["v2_mean_aug_lp"] == tp.PROMPT_VARIANTS["v2_mean"]
+    assert tp.NAMES["v2_mean_aug_lp"].endswith("+ copies, started from a linear probe")
 
 
 def test_ships_the_better_validation_prompt_never_looking_at_test(tmp_path):

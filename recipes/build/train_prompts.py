@@ -46,15 +46,15 @@ SPOT = ("v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "v2_aug_spot", "v2_units
 SPOT_SOURCE = "commands"
 #: prompt-tuning variants a shipped prompt is chosen from (validation)
 SHIPPABLE = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug",
-             "v2_units_aug", *SPOT, "v2_mean_lp")
+             "v2_units_aug", *SPOT, "v2_mean_lp", "v2_mean_aug_lp")
 #: variants whose learnable verbalizer starts from a logistic regression on what it reads at the untrained prompt
 #: (LP-FT: app.training.init_verbalizer_from_probe), then tunes with the prompt: ``<variant>_lp`` is ``<variant>``'s
 #: shape started this way
-LINEAR_PROBE = ("v2_mean_lp",)
+LINEAR_PROBE = ("v2_mean_lp", "v2_mean_aug_lp")
 #: variants trained on perturbed copies of every training clip (speed, pitch, room, noise: app.encoder.augment), one
 #: version of each clip drawn per epoch, the verbalizer started from the class means: ``<variant>_aug`` is
 #: ``<variant>``'s prompt shape trained this way (voices never heard are the test; the copies widen the voices heard)
-AUGMENTED = ("v2_aug", "v2_mean_aug", "v2_mean_novoice_aug", "v2_units_aug", *SPOT)
+AUGMENTED = ("v2_aug", "v2_mean_aug", "v2_mean_novoice_aug", "v2_units_aug", *SPOT, "v2_mean_aug_lp")
 #: tasks whose copies change the channel only (room, noise, level): speed and pitch would change who speaks
 #: (speaker), move the voice's pitch, the cue the label names (gender), carry the arousal the label names (emotion:
 #: an angry take sped up and pitched up is not more angry, a sad one pitched down not sadder), or make real speech
@@ -85,7 +85,8 @@ PROMPT_VARIANTS = {  # "finetune" trains the whole LM with the v2_units prompt i
     "shallow": PromptConfig(prompt_length=5, deep=False, verbalizer="learnable", prosody=False, voice=False),
     "freq": PromptConfig(prompt_length=5, deep=True, verbalizer="freq"),
 }
-PROMPT_VARIANTS.update({v: PROMPT_VARIANTS[v.removesuffix("_spot").removesuffix("_aug")] for v in AUGMENTED})
+PROMPT_VARIANTS.update({v: PROMPT_VARIANTS[v.removesuffix("_spot").removesuffix("_aug")] for v in AUGMENTED
+                        if v not in LINEAR_PROBE})
 PROMPT_VARIANTS.update({v: PROMPT_VARIANTS[v.removesuffix("_lp")] for v in LINEAR_PROBE})
 #: The prompt library's accuracy targets: task -> (evaluation split, minimum accuracy of the shipped prompt).
 #: Issue #13 (backbone v2) for digits, gender, commands, emotion and language; earlier issues for the rest.
@@ -146,7 +147,8 @@ NAMES = {"v2": "v2, verbalizer on all streams", "v2_units": "v2, verbalizer on u
          "v2_mean_novoice": "v2, mean over the clip, no voice codes", "shallow": "input prompt only",
          "freq": "deep + freq verbalizer", "finetune": "full fine-tuning", "pooled": "encoder pooled + LR",
          "mfcc": "MFCC + LR"}
-NAMES.update({v: NAMES[v.removesuffix("_spot").removesuffix("_aug")] + ", + copies" for v in AUGMENTED})
+NAMES.update({v: NAMES[v.removesuffix("_spot").removesuffix("_aug")] + ", + copies" for v in AUGMENTED
+              if v not in LINEAR_PROBE})
 NAMES.update({v: NAMES[v] + ", SPoT from " + SPOT_SOURCE for v in SPOT})
 NAMES.update({v: NAMES[v.removesuffix("_lp")] + ", started from a linear probe" for v in LINEAR_PROBE})
 
@@ -331,7 +333,7 @@ def fit_variant(bb: Backbone, task, variant: str, data: dict, args):
         return prompt, model, model.num_trainable(), res
     if variant in AUGMENTED:  # the same flow on takes with perturbed copies, one version drawn per epoch
         takes = take_rows(bb, task, "train", args, data["train"][0], data["train"][1])
-        prompt, res = train_task(lm, info, config, takes, val, cfg, verbalizer_init="class_means",
+        prompt, res = train_task(lm, info, config, takes, val, cfg, verbalizer_init=verbalizer_start(variant),
                                  source=spot_source(bb, variant, args), seed=args.seed, sample_copies=True)
     else:  # the library's one training flow (what the Train view and `python -m app train` run), with this
         # recipe's budget: a validation split picks the epoch; the verbalizer starts at random as it always has

@@ -22,7 +22,7 @@ from .tasks import FAKE_FAMILIES, TASKS
 #: The methods train_prompts compares on every task (SpeechPrompt v2 and its baselines).
 VARIANTS = ("v2", "v2_units", "v2_mean", "v2_mean_novoice", "v2_aug", "v2_mean_aug", "v2_mean_novoice_aug",
             "v2_units_aug", "v2_mean_aug_spot", "v2_mean_novoice_aug_spot", "v2_aug_spot", "v2_units_aug_spot",
-            "v2_mean_lp", "shallow", "freq", "finetune", "pooled", "mfcc")
+            "v2_mean_lp", "v2_mean_aug_lp", "shallow", "freq", "finetune", "pooled", "mfcc")
 RESULTS_DIR = DOCS / "results"
 #: The ``fake`` task's leave-one-family-out run (recipes.build.fake_families).
 FAMILIES_FILE = RESULTS_DIR / "families" / "fake.json"
