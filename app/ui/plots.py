@@ -193,7 +193,8 @@ def signal_figure(audio: Audio, units: Units, voice_buckets: int = 8) -> go.Figu
                          tickfont_size=9, showgrid=False, row=4, col=1)
     fig.update_xaxes(title_text="time (s)", row=rows, col=1)
     fig.update_layout(uniformtext=dict(minsize=8, mode="hide"), bargap=0)
-    return _layout(fig, height, f"What the model heard: {len(ids)} units from {audio.seconds:.2f} s of audio")
+    # short enough for a phone's width (the accordion around it already says "What the model heard")
+    return _layout(fig, height, f"{len(ids)} units from {audio.seconds:.2f} s of audio")
 
 
 def unit_strip_html(units: Units, vocab_size: int | None = None) -> str:
@@ -357,8 +358,11 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
         f"Frozen LM, no prompt: next unit<br>after the clip (entropy {entropy(base):.1f} bits)",
         f"Same frozen LM with the task prompt<br>(entropy {entropy(prompted):.1f} bits)"])
     for row, (p, color) in enumerate(((base, "#94a3b8"), (prompted, ACCENT)), start=1):
-        fig.add_trace(go.Bar(x=list(range(V)), y=p.tolist(), marker_color=color, customdata=units,
-                             hovertemplate="unit %{customdata}: %{y:.4f}<extra></extra>"), row=row, col=1)
+        # a filled line, not bars: with hundreds of units a bar is under a pixel wide on a phone and fades out,
+        # while a line still draws every peak
+        fig.add_trace(go.Scatter(x=list(range(V)), y=p.tolist(), mode="lines", line=dict(color=color, width=1.5),
+                                 fill="tozeroy", customdata=units,
+                                 hovertemplate="unit %{customdata}: %{y:.4f}<extra></extra>"), row=row, col=1)
         for t, lab in zip(tokens, token_labels):
             fig.add_annotation(x=t, y=float(p[t]), text=html.escape(lab), showarrow=True, arrowhead=2, ay=-24,
                                font=dict(size=11, color="#111827"), row=row, col=1)
@@ -368,8 +372,8 @@ def steering_figure(base: torch.Tensor, prompted: torch.Tensor, tokens: Sequence
                                showarrow=True, arrowhead=2, ax=-40 if top > V / 2 else 40, ay=-20,
                                font=dict(size=11, color="#111827"), row=row, col=1)
     fig.update_xaxes(title_text="unit id (the last one: end of utterance)", row=2, col=1)
-    fig.update_yaxes(rangemode="tozero", tickformat=".0%")
-    fig.update_layout(bargap=0.05)
+    fig.update_xaxes(range=[-0.5, V - 0.5])
+    fig.update_yaxes(rangemode="tozero", tickformat=".0%", ticksuffix=" ")  # keeps "0%" clear of the x axis' "0"
     return _layout(fig, 460, None, top=50)
 
 

@@ -58,7 +58,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             recording = gr.Audio(sources=["microphone", "upload"], type="filepath", elem_id="train-recording",
                                  label="Record one example (added to this class when you stop)")
             files = gr.File(file_count="multiple", file_types=["audio"], label=f"…or upload up to "
-                            f"{MAX_FILES_PER_ADD} clips at once", height=120)
+                            f"{MAX_FILES_PER_ADD} clips at once", height=170)
             with gr.Row():
                 add_btn = gr.Button("Add to class", variant="secondary", size="sm")
                 undo_btn = gr.Button("Remove this class's last example", size="sm", elem_id="train-undo")

@@ -182,7 +182,8 @@ def answer_or_alert(engine: Engine, session: Session | None, audio_path: str | N
 
 def answer_or_alert_message(exc: gr.Error, audio_path: str | None) -> tuple:
     """The view's outputs for a problem: the previous answer cleared, the message and what to do next."""
-    hint = ("Then press Classify, or click an example clip." if audio_path else
+    hint = ("Fix that and press Classify again, or try another clip (WAV, FLAC, OGG or MP3) or an example clip."
+            if audio_path else
             "Record (it is classified when you stop), upload a clip, or click an example clip.")
     return TryOutputs.cleared(alert_html(message_of(exc), hint)).as_tuple()
 
