@@ -50,6 +50,11 @@ def _bars(fig, i=0):
 # ------------------------------------------------------------------ Try a task
 
 
+def test_probabilities_print_alike_in_every_chart():
+    assert [plots.percent(p) for p in (0.0, 0.004, 0.005, 0.006, 0.456, 1.0)] == ["0%", "<1%", "<1%", "1%", "46%",
+                                                                                   "100%"]
+
+
 @pytest.mark.parametrize("task", sorted(TASKS))
 def test_run_task_builds_every_figure(engine, clip, task):
     out = try_view.run_task(engine, Session(), clip, task)

@@ -36,6 +36,12 @@ def _layout(fig: go.Figure, height: int, title: str | None = None, top: int | No
     return fig
 
 
+def percent(p: float) -> str:
+    """A probability as the charts print it: whole percent, and "<1%" for a small non-zero one (not "0%")."""
+    text = f"{p:.0%}"
+    return "<1%" if text == "0%" and p > 0 else text
+
+
 def unit_label(unit: int, vocab_size: int) -> str:
     return "end" if unit == vocab_size - 1 else str(unit)
 
@@ -223,7 +229,7 @@ def probs_figure(labels: Sequence[str], probs: torch.Tensor, top: int = 12,
     vals = [float(probs[i]) for i in order]
     colors = [ACCENT] + [MUTED] * (len(order) - 1)
     fig = go.Figure(go.Bar(x=vals, y=labs, orientation="h", marker_color=colors,
-                           text=[f"{v:.0%}" if v >= 0.005 else "<1%" for v in vals], textposition="outside",
+                           text=[percent(v) for v in vals], textposition="outside",
                            cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
     fig.update_xaxes(range=[0, 1.12], tickformat=".0%", showgrid=True)
     fig.update_yaxes(autorange="reversed", automargin=True)
@@ -318,7 +324,7 @@ def verbalizer_figure(prompt: TaskPrompt, probs: torch.Tensor, stream_probs: dic
     shown = probs.argsort(descending=True)[: min(classes, len(prompt.labels))].tolist()
     # One panel per class, stacked: each gets the full width, so long labels never run into a neighbour's bars.
     fig = make_subplots(rows=len(shown), cols=1, vertical_spacing=0.3 / max(len(shown), 1),
-                        subplot_titles=[f"class “{prompt.labels[c]}” ({float(probs[c]):.0%})" for c in shown])
+                        subplot_titles=[f"class “{prompt.labels[c]}” ({percent(float(probs[c]))})" for c in shown])
     for j, c in enumerate(shown, start=1):
         idx = contrib[c].abs().argsort(descending=True)[:top].tolist()
         vals = [float(contrib[c, i]) for i in idx]
