@@ -45,7 +45,8 @@ from recipes.build.train_prompts import (LINEAR_PROBE, PROMPT_VARIANTS, SHIPPABL
                                          mfcc_features)
 from recipes.common.paths import WORK
 from recipes.common.results import (FAMILIES_FILE, PROBES, RESULTS_DIR, RESULTS_MD, cap_stratified, encode_split,
-                                    family_lines, log, pooled_features, report_backbone, split_examples, write_family_section)
+                                    family_lines, log, pooled_features, report_backbone, split_examples,
+                                    write_family_section)
 from recipes.common.tasks import FAKE_FAMILIES, TASKS, spoof_family
 
 #: Prompt variants a fold can train: train_prompts' shippable ones (its ``v2_mean`` included), and its units-only
