@@ -246,6 +246,9 @@ def test_errors_stay_on_the_page_and_stale_answers_go(url, playwright, tmp_path)
         sync_api.expect(alert).to_be_visible()
         assert page.locator("#try-headline .headline-label").count() == 0, "the previous answer is gone"
         assert page.locator("#try-probs .js-plotly-plot").count() == 0
+        for fig in ("#try-probs", "#try-signal", "#try-steering", "#try-verbalizer"):  # one quiet line each, no box
+            box = page.locator(f"{fig} > .empty").bounding_box()
+            assert box and box["height"] < 60, (fig, box)
         # A new task's question was not answered yet: the old task's answer goes too.
         audio.get_by_label("Clear").first.click()
         _upload(page, audio, good)

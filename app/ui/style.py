@@ -14,6 +14,9 @@ THEME = gr.themes.Soft(
 )
 
 CSS = """
+/* Secondary text: the theme's "subdued" grey reads at about 2.6:1 on white; this one at 7.6:1 (and light on dark). */
+.gradio-container { --sp-muted: #475569; }
+.dark .gradio-container, .gradio-container.dark { --sp-muted: #cbd5e1; }
 .gradio-container { max-width: min(1280px, 100vw) !important; min-width: 0 !important; margin: 0 auto; }
 /* Gradio prefixes rules inside @media with ".gradio-container... .contain", so the page frame itself narrows here,
    with the screen: 32 px side padding on a desktop, 6 px on a phone. */
@@ -21,7 +24,7 @@ CSS = """
                           padding-right: clamp(6px, 2.5vw, 32px) !important; }
 .app-header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 6px 18px; padding: 6px 2px 2px; }
 .app-header h1 { font-size: 1.7rem; margin: 0; font-weight: 700; }
-.app-header .tagline { color: var(--body-text-color-subdued); font-size: 1.02rem; }
+.app-header .tagline { color: var(--sp-muted); font-size: 1.02rem; }
 .app-chips { display: flex; flex-wrap: wrap; gap: 6px; margin: 6px 2px 4px; }
 .chip { background: var(--color-accent-soft); color: var(--body-text-color); border-radius: 999px;
         padding: 2px 10px; font-size: 0.85rem; }
@@ -37,14 +40,15 @@ CSS = """
 .trust-row + .trust-row { margin-top: 4px; }
 .trust-key { font-weight: 700; color: #92400e; margin-right: 2px; }
 .trust-key::after { content: ":"; }
-.caption { font-size: 0.88rem; color: var(--body-text-color-subdued); }
+.caption { font-size: 0.88rem; color: var(--sp-muted); }
 .task-card { font-size: 0.92rem; }
 .examples-title { margin-bottom: -6px; }
 .example-row { flex-wrap: wrap !important; gap: 6px !important; }
 .example-row button { flex: 0 1 auto !important; }
 .unit-strip { padding: 4px 2px; }
-.unit-caption { font-size: 0.85rem; color: var(--body-text-color-subdued); margin-bottom: 6px; }
-.unit-tokens { display: flex; flex-wrap: wrap; gap: 3px; max-height: 180px; overflow-y: auto; }
+.unit-caption { font-size: 0.85rem; color: var(--sp-muted); margin-bottom: 6px; }
+/* about 5.5 rows of tokens (a long clip scrolls; the half row shows there is more); 3 px so a focus ring shows */
+.unit-tokens { display: flex; flex-wrap: wrap; gap: 3px; max-height: 188px; overflow-y: auto; padding: 3px; }
 .unit-tok { display: inline-block; min-width: 26px; text-align: center; color: #fff; font-weight: 600;
             font-size: 0.8rem; border-radius: 5px; padding: 2px 4px; cursor: default;
             font-family: var(--font-mono); text-shadow: 0 0 2px rgba(0,0,0,0.45); }
@@ -76,9 +80,11 @@ CSS = """
 /* Touch: a tapped unit token shows its timing and pitch below the tokens (hover does the same with a mouse). */
 .unit-tok:focus { outline: 2px solid #111827; }
 .unit-tokens:has(.unit-tok:focus)::after { content: ""; flex-basis: 100%; }
-.unit-tok:focus::after { content: attr(title); position: absolute; left: 0; right: 0; bottom: -2.1em;
-    color: #0f172a; text-shadow: none; font-weight: 500; font-family: var(--font); white-space: normal; }
-.unit-strip { position: relative; padding-bottom: 2.2em; }
+/* the tapped token's details sit in the strip's bottom padding: room for two lines on a phone */
+.unit-tok:focus::after { content: attr(title); position: absolute; left: 2px; right: 2px; bottom: 0.2rem;
+    font-size: 0.8rem; line-height: 1.25; color: var(--body-text-color); text-shadow: none; font-weight: 500;
+    font-family: var(--font); white-space: normal; text-align: left; }
+.unit-strip { position: relative; padding-bottom: 1.8rem; }
 /* Phones: nothing wider than the screen; plot toolbars stay out of the way of titles. */
 @media (max-width: 640px) {
   .column, .form { min-width: 0 !important; }
@@ -88,6 +94,7 @@ CSS = """
   .row > .column { flex-basis: 100% !important; }
   .js-plotly-plot .modebar-container { display: none !important; }
   .headline-label { font-size: 1.8rem; }
+  .unit-strip { padding-bottom: 2.9rem; }  /* a tapped token's details take two lines */
   .how-arrow { transform: rotate(90deg); flex-basis: 100%; text-align: center; }
   .how-box { flex-basis: 100%; }
   /* wide tables scroll inside themselves instead of squashing every column */
@@ -95,6 +102,17 @@ CSS = """
   #how-text th, #how-text td { white-space: nowrap; }
 }
 .js-plotly-plot, .plot-container { max-width: 100%; }
+/* A figure with nothing to draw yet (before the first answer, after a problem) is one quiet line, not a tall empty
+   box with an icon. */
+:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-curve, #train-test-probs) > .empty {
+    min-height: 0 !important; height: auto !important; padding: 8px 12px !important; justify-content: flex-start; }
+:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-curve, #train-test-probs) > .empty .icon {
+    display: none; }
+:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-test-probs) > .empty::after {
+    content: "Drawn when a clip is classified."; font-size: 0.85rem; color: var(--sp-muted); }
+#train-curve > .empty::after {
+    content: "The learning curve is drawn while the prompt trains."; font-size: 0.85rem;
+    color: var(--sp-muted); }
 """
 
 
@@ -105,7 +123,7 @@ def header_html(engine: Engine) -> str:
              f"{d['n_units']} speech units"]
     if d.get("voice_streams"):
         chips.append(f"{d['voice_streams']['streams']} voice streams")
-    chips.append(f"{len(engine.tasks)} task prompts loaded")
+    chips.append(f"{len(engine.tasks)} ready-made task prompts")  # a visitor's own (Train) are extra
     return ('<div class="app-header"><h1>SpeechPrompt v2</h1><span class="tagline">One frozen speech language '
             'model, many tiny task prompts: only the prompt is trained for each task.</span></div>'
             '<div class="app-chips">' + "".join(f'<span class="chip">{c}</span>' for c in chips) + "</div>")

@@ -87,7 +87,7 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
                 test_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="A new clip")
                 test_btn = gr.Button("Test", variant="primary", size="sm")
                 test_head = gr.HTML()
-                test_probs = gr.Plot(show_label=False)
+                test_probs = gr.Plot(show_label=False, elem_id="train-test-probs")
 
     def on_set(session: Session, text: str) -> tuple:
         try:
