@@ -41,7 +41,7 @@ def test_registry_and_labels():
     assert T.TASKS["emotion"].labels == ("neutral", "calm", "happy", "sad", "angry", "fearful", "disgust",
                                          "surprised")
     assert T.TASKS["language"].labels == ("de", "en", "es", "fr", "it", "ru")
-    assert T.TASKS["language"].splits == ("train", "val", "test", "real")
+    assert T.TASKS["language"].splits == ("train", "val", "test", "real", "studio")
     assert T.TASKS["fake"].labels == ("bonafide", "spoof") and T.TASKS["fake"].metric == "eer"
     assert 10 <= len(T.INTENTS) <= 31
     assert all(re.fullmatch(r"[a-z ]+\|\w+\|\w+", i) for i in T.INTENTS)
@@ -163,6 +163,28 @@ def test_language_real_split_is_unheard_voxforge_speakers(monkeypatch):
     assert heard and not heard & {c.speaker for c in real}
 
 
+def test_language_studio_voices_read_every_language_and_test_voices_are_unheard(monkeypatch):
+    """Clean neural voices: each reads the six languages equally often (its timbre tells nothing of the language);
+    the studio split's voices are in no other split; only training clips vary speed and get room and noise."""
+    task = T.TASKS["language"]
+    _need(task)
+    monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
+    voices = {}
+    for split in ("train", "val", "studio"):
+        clips = [c for c in task.clips(split) if c.speaker.split(":")[0] in ("kokoro", "piper")]
+        assert len(clips) == T.STUDIO_CLIPS[split]
+        voices[split] = {c.speaker for c in clips}
+        assert voices[split] == {f"{e}:{v}" for e, v in T.STUDIO_VOICES[split]}
+        for v in voices[split]:
+            per = Counter(c.label for c in clips if c.speaker == v)
+            assert set(per) == set(task.labels) and max(per.values()) - min(per.values()) <= 1, (v, per)
+        assert all(c.recipe.lang == c.label for c in clips)
+        if split != "train":
+            assert all(c.recipe.augment is None and c.recipe.rate == 1.0 for c in clips)
+    assert not voices["studio"] & (voices["train"] | voices["val"]) and not voices["train"] & voices["val"]
+    assert {c.speaker.split(":")[0] for c in task.clips("studio")} == {"kokoro", "piper"}
+
+
 def test_question_pairs_differ_only_in_punctuation(monkeypatch):
     _need(T.TASKS["question"])
     monkeypatch.setattr(T.synth, "sentence", _fake_sentence)
@@ -279,3 +301,20 @@ def test_a_degraded_real_clip_renders_through_its_recipe(tmp_path):
     assert len(wav) == 16_000 and np.abs(wav).max() <= 0.99
     assert r.key() == T.SpoofRecipe("real", real=str(path), channel="gsm", channel_seed=1).key() != \
         T.SpoofRecipe("real", real=str(path)).key()
+
+
+def test_a_split_as_csv_for_app_eval(tmp_path):
+    """`python -m recipes.build.tasks --csv TASK SPLIT`: path,label lines that `python -m app eval --data` reads."""
+    import io
+
+    from recipes.build.tasks import write_csv
+
+    task = T.TASKS["emotion"]  # real recordings only: nothing to synthesize
+    _need(task)
+    buf = io.StringIO()
+    n = write_csv(task, "test", buf)
+    rows = [line.rsplit(",", 1) for line in buf.getvalue().splitlines()]
+    assert n == len(rows) == len(task.clips("test")) > 0
+    assert all(Path(p).is_file() and lab in task.labels for p, lab in rows)
+    with pytest.raises(ValueError, match="no split 'studio'"):
+        write_csv(task, "studio", buf)

@@ -2,10 +2,13 @@
 
     python -m recipes.build.tasks --list                # clips per split and label for every task (no generation)
     python -m recipes.build.tasks --build [TASK ...]    # synthesize the missing cached clips (resumable)
+    python -m recipes.build.tasks --csv TASK SPLIT > split.csv   # its clips as path,label (made where missing),
+                                                        # for ``python -m app eval --task TASK --data split.csv``
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -32,6 +35,17 @@ def _list(tasks: Iterable[Task]) -> None:
         print()
 
 
+def write_csv(task: Task, split: str, out) -> int:
+    """Write ``path,label`` lines of a split's clips to ``out`` (synthetic ones are made first where missing);
+    returns how many."""
+    if split not in task.splits:
+        raise ValueError(f"{task.id} has no split {split!r}; its splits: {', '.join(task.splits)}")
+    examples = task.examples(split)
+    for e in examples:
+        out.write(f"{e.audio},{e.label}\n")
+    return len(examples)
+
+
 def _size(path: Path) -> tuple[int, int]:
     files = [p for p in path.rglob("*.flac")] if path.exists() else []
     return len(files), sum(p.stat().st_size for p in files)
@@ -42,9 +56,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--list", action="store_true", help="print clips per split and label")
     ap.add_argument("--build", nargs="*", metavar="TASK", help="make the synthetic clips of these tasks (default all)")
     ap.add_argument("--cache", type=Path, default=None, help=f"cache folder (default {CACHE})")
+    ap.add_argument("--csv", nargs=2, metavar=("TASK", "SPLIT"), help="print a split's clips as path,label lines")
     args = ap.parse_args(argv)
+    if args.csv:
+        name, split = args.csv
+        if name not in TASKS or split not in TASKS[name].splits:
+            ap.error(f"unknown task or split {name} {split}; tasks: {', '.join(TASKS)}")
+        write_csv(TASKS[name], split, sys.stdout)
+        return
     if args.build is None and not args.list:
-        ap.error("give --list and/or --build")
+        ap.error("give --list, --build or --csv")
     if args.build is not None:
         names = args.build or list(TASKS)
         unknown = [n for n in names if n not in TASKS]

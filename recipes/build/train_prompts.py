@@ -172,8 +172,9 @@ def spot_source(bb: Backbone, variant: str, args) -> TaskPrompt | None:
 #: help in numbers (on backbone v3, with Speech Commands' digits twice and both FSDD speakers training: 3,000 clips
 #: against the cap's 1,000 took v2_mean_aug from 0.870 to 0.885, encoder pooled + LR from 0.955 to 0.961); all 500
 #: takes of its validation speaker choose the prompt and then train it (refit), not the 217 the cap of 300 kept; its
-#: second validation fold (CHOICE_FOLDS) likewise
-FULL_SPLITS = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))})
+#: second validation fold (CHOICE_FOLDS) likewise; language: its 1,150 training clips (850 espeak-ng, 150 real, 150
+#: clean neural voices) and 300 validation clips, all of them (the cap would drop real and neural clips)
+FULL_SPLITS = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))} | {"language"})
 
 
 def split_cap(args, split: str, task_id: str = "") -> int:
@@ -821,8 +822,10 @@ def report_lines(all_results: dict, bb: Backbone) -> list[str]:
               "train + val. An empty cell is a method not yet run on this backbone.", "",
               "language: `real acc` is the accuracy on real VoxForge volunteers never heard in training (one "
               "session per language, 30 clips); training adds one other volunteer per language (5 clips, repeated "
-              f"{REAL_LANGUAGE_COPIES} times) to 850 synthetic sentences, validation a third. What the backbone's "
-              "streams can carry at "
+              f"{REAL_LANGUAGE_COPIES} times) to 850 synthetic sentences, validation a third. `studio acc` is the "
+              "accuracy on two clean neural voices never heard in training (Kokoro-82M's jf_tebukuro and Piper's "
+              "joe reading 10 sentences per language each, 120 clips); since 2026-12-02 three other Kokoro voices "
+              "train (150 clips) and a fourth validates (30). What the backbone's streams can carry at "
               "all, task by task: [STREAM_PROBE.md](STREAM_PROBE.md).", "",
               "Chart: [accuracy against trainable parameters](accuracy_vs_params.html).", ""]
     return lines + family_lines(bb)
