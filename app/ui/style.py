@@ -104,15 +104,12 @@ CSS = """
 .js-plotly-plot, .plot-container { max-width: 100%; }
 /* A figure with nothing to draw yet (before the first answer, after a problem) is one quiet line, not a tall empty
    box with an icon. */
-:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-curve, #train-test-probs) > .empty {
-    min-height: 0 !important; height: auto !important; padding: 8px 12px !important; justify-content: flex-start; }
-:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-curve, #train-test-probs) > .empty .icon {
-    display: none; }
-:is(#try-probs, #try-signal, #try-steering, #try-verbalizer, #train-test-probs) > .empty::after {
-    content: "Drawn when a clip is classified."; font-size: 0.85rem; color: var(--sp-muted); }
-#train-curve > .empty::after {
-    content: "The learning curve is drawn while the prompt trains."; font-size: 0.85rem;
-    color: var(--sp-muted); }
+.sp-figure > .empty { min-height: 0 !important; height: auto !important; padding: 8px 12px !important;
+                      justify-content: flex-start; }
+.sp-figure > .empty .icon { display: none; }
+.sp-figure > .empty::after { content: "Drawn when a clip is classified."; font-size: 0.85rem;
+                             color: var(--sp-muted); }
+#train-curve > .empty::after { content: "The learning curve is drawn while the prompt trains."; }
 """
 
 

@@ -80,14 +80,14 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             deep = gr.Checkbox(True, label="Deep prompt (key/value prefixes at every layer)")
             train_btn = gr.Button("Train the prompt", variant="primary", elem_id="train-run")
             train_status = gr.Markdown(elem_classes=["facts"], elem_id="train-log")
-            curve = gr.Plot(show_label=False, elem_id="train-curve")
+            curve = gr.Plot(show_label=False, elem_id="train-curve", elem_classes=["sp-figure"])
             download = gr.DownloadButton("Download the prompt (.zip)", visible=False, elem_id="train-download")
             with gr.Column(visible=False) as test_box:
                 gr.Markdown("#### 4. Test it")
                 test_audio = gr.Audio(sources=["microphone", "upload"], type="filepath", label="A new clip")
                 test_btn = gr.Button("Test", variant="primary", size="sm")
                 test_head = gr.HTML()
-                test_probs = gr.Plot(show_label=False, elem_id="train-test-probs")
+                test_probs = gr.Plot(show_label=False, elem_id="train-test-probs", elem_classes=["sp-figure"])
 
     def on_set(session: Session, text: str) -> tuple:
         try:

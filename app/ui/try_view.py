@@ -221,19 +221,20 @@ def build(engine: Engine, state: gr.State) -> dict[str, Any]:
             run = gr.Button("Classify", variant="primary", elem_id="try-run")
         with gr.Column(scale=3, min_width=360):
             headline = gr.HTML(PLACEHOLDER, elem_id="try-headline")
-            probs = gr.Plot(label="Class probabilities", show_label=False, elem_id="try-probs")
+            probs = gr.Plot(label="Class probabilities", show_label=False, elem_id="try-probs",
+                            elem_classes=["sp-figure"])
             facts = gr.Markdown(elem_classes=["facts"])
     heard = ("spectrogram, pitch, units and voice codes" if engine.backbone.encoder.n_voice
              else "spectrogram, pitch and units")
     with gr.Accordion(f"What the model heard: {heard}", open=True):
-        signal = gr.Plot(show_label=False, elem_id="try-signal")
+        signal = gr.Plot(show_label=False, elem_id="try-signal", elem_classes=["sp-figure"])
         strip = gr.HTML()
     with gr.Accordion("How the prompt steers the frozen LM", open=True):
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                steering = gr.Plot(show_label=False, elem_id="try-steering")
+                steering = gr.Plot(show_label=False, elem_id="try-steering", elem_classes=["sp-figure"])
             with gr.Column(scale=2):
-                verbalizer = gr.Plot(show_label=False, elem_id="try-verbalizer")
+                verbalizer = gr.Plot(show_label=False, elem_id="try-verbalizer", elem_classes=["sp-figure"])
         gr.Markdown("The LM's weights are identical in both rows: only the prompt vectors in front of the units, "
                     "the key/value prefixes at every layer and the separator differ. The verbalizer then reads the "
                     "bottom distribution and turns it into class scores.", elem_classes=["caption"])

@@ -174,7 +174,7 @@ def spot_source(bb: Backbone, variant: str, args) -> TaskPrompt | None:
 #: takes of its validation speaker choose the prompt and then train it (refit), not the 217 the cap of 300 kept; its
 #: second validation fold (CHOICE_FOLDS) likewise; language: its 1,150 training clips (850 espeak-ng, 150 real, 150
 #: clean neural voices) and 300 validation clips, all of them (the cap would drop real and neural clips)
-FULL_SPLITS = frozenset({"digits", *(f.id for f in CHOICE_FOLDS.get("digits", ()))} | {"language"})
+FULL_SPLITS = frozenset({"digits", "language", *(f.id for f in CHOICE_FOLDS.get("digits", ()))})
 
 
 def split_cap(args, split: str, task_id: str = "") -> int:
