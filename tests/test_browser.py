@@ -406,3 +406,32 @@ def test_a_recording_before_the_classes_leaves_no_ghost(url, playwright, tmp_pat
             1, timeout=TIMEOUT_MS)
     finally:
         browser.close()
+
+
+CONTRAST_JS = """sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent).map(e => {
+  const rgb = s => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = c => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92
+                                                   : Math.pow((v + 0.055) / 1.055, 2.4); });
+                     return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  let bg = e, back = 'rgba(0, 0, 0, 0)';
+  while (bg && (back === 'rgba(0, 0, 0, 0)' || back === 'transparent')) {
+    back = getComputedStyle(bg).backgroundColor; bg = bg.parentElement; }
+  const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(rgb(back))].sort((x, y) => y - x);
+  return (a + 0.05) / (b + 0.05); })"""
+
+
+def test_secondary_text_is_readable(url, playwright):
+    """Captions and control hints reach WCAG AA contrast (4.5:1) on their background; the theme's own grey did not."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#try-task").wait_for(timeout=TIMEOUT_MS)
+        ratios = page.evaluate(CONTRAST_JS, ".caption, .app-header .tagline")
+        page.get_by_role("tab", name="Train a prompt").click()
+        page.locator("#train-run").wait_for(timeout=TIMEOUT_MS)
+        hints = page.evaluate(CONTRAST_JS, ".info-text")
+        assert ratios and hints, (ratios, hints)
+        assert min(ratios + hints) >= 4.5, (ratios, hints)
+    finally:
+        browser.close()

@@ -17,6 +17,7 @@ CSS = """
 /* Secondary text: the theme's "subdued" grey reads at about 2.6:1 on white; this one at 7.6:1 (and light on dark). */
 .gradio-container { --sp-muted: #475569; }
 .dark .gradio-container, .gradio-container.dark { --sp-muted: #cbd5e1; }
+.gradio-container .info-text { color: var(--sp-muted) !important; }  /* a control's hint (Gradio's is slate-400) */
 .gradio-container { max-width: min(1280px, 100vw) !important; min-width: 0 !important; margin: 0 auto; }
 /* Gradio prefixes rules inside @media with ".gradio-container... .contain", so the page frame itself narrows here,
    with the screen: 32 px side padding on a desktop, 6 px on a phone. */
